@@ -1,0 +1,69 @@
+"""The frozen configuration of each job: built by the CLI or the API, recorded in `runs`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from vidlake.errors import UsageError
+
+DEFAULT_MODEL = "facebook/sam3"
+MAX_CONCEPT_CHARS = 200
+
+
+def parse_concepts(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Concepts from "a, b,c" or a list: stripped, lower-cased, de-duplicated, order kept."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for item in items:
+        concept = " ".join(item.strip().lower().split())
+        if not concept:
+            continue
+        if len(concept) > MAX_CONCEPT_CHARS:
+            raise UsageError(
+                f"concept {concept[:40]!r}... is longer than {MAX_CONCEPT_CHARS} chars"
+            )
+        if concept not in out:
+            out.append(concept)
+    if not out:
+        raise UsageError("no concepts given: pass --concepts 'red umbrella,person'")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Everything one index job needs; every knob named, with its default."""
+
+    sources: tuple[str, ...]
+    index_uri: str
+    concepts: tuple[str, ...]
+    model: str = DEFAULT_MODEL
+    clip_seconds: float = 10.0
+    fps: float = 6.0
+    overlap_s: float = 1.0
+    max_side: int | None = 1008
+    address: str | None = None
+    num_actors: int | None = None
+    device: str = "auto"
+    storage_options: dict[str, str] = field(default_factory=dict)
+    videos_per_commit: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise UsageError("no video sources given")
+        if self.clip_seconds <= 0:
+            raise UsageError(f"--clip-seconds must be > 0, got {self.clip_seconds}")
+        if not 0 <= self.overlap_s < self.clip_seconds:
+            raise UsageError(f"clip overlap must be in [0, clip seconds), got {self.overlap_s}")
+        if self.fps <= 0:
+            raise UsageError(f"--fps must be > 0, got {self.fps}")
+        if self.max_side is not None and self.max_side < 16:
+            raise UsageError(f"--max-side must be >= 16, got {self.max_side}")
+        if self.num_actors is not None and self.num_actors < 1:
+            raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
+
+    def to_json(self) -> str:
+        """The arguments as recorded in the `runs` table (storage option values redacted)."""
+        d = asdict(self)
+        d["storage_options"] = {k: "***" for k in self.storage_options}
+        return json.dumps(d, sort_keys=True)

@@ -1,0 +1,26 @@
+"""The one exception family for user errors: the CLI prints the message in one line and exits 2."""
+
+from __future__ import annotations
+
+
+class VidlakeError(Exception):
+    """A user error whose message says what to do (bad option, missing index, bad checkpoint)."""
+
+
+class UsageError(VidlakeError):
+    """A bad option or argument value."""
+
+
+class IndexNotFoundError(VidlakeError):
+    """The index URI does not hold a vidlake index."""
+
+
+class CheckpointError(VidlakeError):
+    """A SAM 3 checkpoint is missing, gated, unreachable or not a SAM 3 video checkpoint."""
+
+
+class VideoError(VidlakeError):
+    """A video cannot be read (missing, not a video, truncated, zero frames).
+
+    Inside the index job this is data, not a crash: the video gets a failed row with this message.
+    """

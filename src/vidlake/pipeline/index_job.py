@@ -1,0 +1,314 @@
+"""The index job's Ray Data plan: list, skip indexed, probe, plan clips, decode, segment, write.
+
+```
+sources ─list─▶ to do ─probe (tasks)─▶ clips ─decode (CPU tasks)─▶ segment (actor pool,
+GPU when present) ─write fragments (tasks)─▶ driver commits each finished video, video row last
+```
+The driver only handles small rows (fragment metadata), so its memory does not grow with
+the corpus; frames live in Ray's object store between decode and segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vidlake.config import IndexConfig
+from vidlake.errors import VidlakeError
+from vidlake.pipeline import stages
+from vidlake.records import VideoInfo, VideoSource
+from vidlake.store import schema
+from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class RunSummary:
+    """What an index job did; `failures` lists (uri, error) of failed videos."""
+
+    run_id: str
+    n_indexed: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_clips: int = 0
+    n_masklets: int = 0
+    n_frames: int = 0
+    wall_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.n_frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
+    """The videos under every source, and the sources that could not be listed (with why)."""
+    from vidlake.operators.probe import list_videos
+
+    found: dict[str, VideoSource] = {}
+    missing: list[tuple[VideoSource, str]] = []
+    for source in config.sources:
+        try:
+            videos = list_videos(source, storage_options=config.storage_options or None)
+        except VidlakeError as exc:
+            missing.append((VideoSource(uri=source, size=0, version="missing"), str(exc)))
+            continue
+        for v in videos:
+            found.setdefault(v.uri, v)
+    return list(found.values()), missing
+
+
+def select_todo(
+    store: IndexStore, sources: list[VideoSource], config: IndexConfig
+) -> tuple[list[VideoSource], list[VideoSource], list[str]]:
+    """Splits sources into (to index, already indexed) and lists the ids whose old rows must go."""
+    vocab_hash = schema.vocabulary_hash(list(config.concepts))
+    existing = {
+        r["video_id"]: r
+        for r in store.videos(
+            columns=["video_id", "fingerprint", "status", "model_id", "vocabulary_hash"]
+        ).to_pylist()
+    }
+    todo, skipped, stale = [], [], []
+    for src in sources:
+        old = existing.get(src.video_id)
+        if (
+            old is not None
+            and old["status"] == schema.STATUS_INDEXED
+            and old["fingerprint"] == src.fingerprint
+            and old["model_id"] == config.model
+            and old["vocabulary_hash"] == vocab_hash
+        ):
+            skipped.append(src)
+            continue
+        if old is not None:
+            stale.append(src.video_id)
+        todo.append(src)
+    return todo, skipped, stale
+
+
+def init_ray(address: str | None) -> None:
+    """Connects to ADDRESS, or starts an embedded local Ray sized to this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def _cluster_gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSummary:
+    """Indexes every video of config.sources into config.index_uri; returns what it did.
+
+    Per-video failures are rows (status failed), never exceptions; a VidlakeError here means
+    the job itself cannot run (bad index URI, bad model, bad options).
+    """
+    import ray
+
+    progress = progress or (lambda phase, done, total: None)
+    started = schema.now_utc()
+    t0 = time.perf_counter()
+    run_id = uuid.uuid4().hex[:16]
+    summary = RunSummary(run_id=run_id)
+    opts = config.storage_options or None
+
+    store = IndexStore.create(config.index_uri, opts)
+    store.delete_orphans()
+    sources, missing = list_sources(config)
+    todo, skipped, stale = select_todo(store, sources, config)
+    summary.n_skipped = len(skipped)
+    store.delete_videos(stale)
+
+    def failed_row(src: VideoSource, info: VideoInfo | None, error: str) -> dict:
+        summary.n_failed += 1
+        summary.failures.append((src.uri, error))
+        return schema.video_row(
+            src,
+            info,
+            status=schema.STATUS_FAILED,
+            error=error,
+            model_id=config.model,
+            vocabulary=list(config.concepts),
+            run_id=run_id,
+        )
+
+    store.upsert_videos([failed_row(src, None, err) for src, err in missing])
+
+    clip_rows: list[dict] = []
+    infos: dict[str, tuple[VideoSource, VideoInfo]] = {}
+    if todo:
+        init_ray(config.address)
+        progress("probe", 0, len(todo))
+        probed = (
+            ray.data.from_items([{"uri": s.uri, "video_id": s.video_id} for s in todo])
+            .map(stages.probe_row, fn_kwargs={"storage_options": opts}, num_cpus=0.25)
+            .take_all()
+        )
+        progress("probe", len(todo), len(todo))
+        by_id = {s.video_id: s for s in todo}
+        probe_failures = []
+        from vidlake.operators.clips import plan_clips
+
+        for row in probed:
+            src = by_id[row["video_id"]]
+            if row["error"]:
+                probe_failures.append(failed_row(src, None, row["error"]))
+                continue
+            info = stages.load_info(row["info"])
+            infos[src.video_id] = (src, info)
+            for spec in plan_clips(
+                src.video_id,
+                info,
+                clip_seconds=config.clip_seconds,
+                fps=config.fps,
+                overlap_s=config.overlap_s,
+            ):
+                clip_rows.append(stages.spec_to_row(spec))
+        store.upsert_videos(probe_failures)
+
+    if clip_rows:
+        _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, progress)
+
+    store.build_indexes()
+    store.compact_if_fragmented()
+    summary.wall_s = time.perf_counter() - t0
+    store.append_run(_run_row(config, summary, started))
+    return summary
+
+
+def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, progress) -> None:
+    """Streams clips through decode → segment → write, committing each video when complete."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    opts = config.storage_options or None
+    gpus = _cluster_gpus()
+    n_actors = config.num_actors or max(1, gpus)
+    segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
+    ds = (
+        ray.data.from_items(clip_rows, override_num_blocks=max(1, len(clip_rows)))
+        .map(
+            stages.decode_row,
+            fn_kwargs={"storage_options": opts, "max_side": config.max_side},
+            num_cpus=0.5,
+        )
+        .map(
+            stages.SegmentStage,
+            fn_constructor_kwargs={
+                "model": config.model,
+                "concepts": config.concepts,
+                "device": config.device,
+            },
+            compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
+            **segment_resources,
+        )
+        .map(
+            stages.write_row,
+            fn_kwargs={"index_uri": store.uri, "storage_options": opts},
+            num_cpus=0.25,
+        )
+    )
+    expected: dict[str, int] = defaultdict(int)
+    for row in clip_rows:
+        expected[row["video_id"]] += 1
+    arrived: dict[str, list[dict]] = defaultdict(list)
+    pending_rows: list[dict] = []
+    pending_fragments: dict[str, list[bytes]] = defaultdict(list)
+    done = 0
+    total = len(clip_rows)
+    progress("segment", 0, total)
+
+    def flush() -> None:
+        for table in PER_VIDEO_TABLES:
+            store.commit_fragments(table, pending_fragments.pop(table, []))
+        store.upsert_videos(pending_rows)
+        pending_rows.clear()
+
+    for row in ds.iter_rows():
+        vid = row["video_id"]
+        arrived[vid].append(row)
+        done += 1
+        progress("segment", done, total)
+        if len(arrived[vid]) < expected[vid]:
+            continue
+        rows = arrived.pop(vid)
+        src, info = infos[vid]
+        errors = sorted({r["error"] for r in rows if r["error"]})
+        if errors:
+            store.upsert_videos([failed_row(src, info, errors[0])])
+            continue
+        n_masklets = sum(int(r["n_masklets"]) for r in rows)
+        for r in rows:
+            for table, blob in pickle.loads(r["fragments"]).items():
+                pending_fragments[table].append(blob)
+        pending_rows.append(
+            schema.video_row(
+                src,
+                info,
+                status=schema.STATUS_INDEXED,
+                error="",
+                model_id=config.model,
+                vocabulary=list(config.concepts),
+                run_id=summary.run_id,
+                n_clips=len(rows),
+                n_masklets=n_masklets,
+            )
+        )
+        summary.n_indexed += 1
+        summary.n_clips += len(rows)
+        summary.n_masklets += n_masklets
+        summary.n_frames += sum(int(r["n_frames"]) for r in rows)
+        if len(pending_rows) >= config.videos_per_commit:
+            flush()
+    flush()
+
+
+def _run_row(config: IndexConfig, summary: RunSummary, started) -> dict:
+    import lance
+    import ray
+
+    from vidlake import __version__
+
+    versions = {"vidlake": __version__, "ray": ray.__version__, "lance": lance.__version__}
+    return {
+        "run_id": summary.run_id,
+        "started_at": started,
+        "finished_at": schema.now_utc(),
+        "status": "completed_with_failures" if summary.n_failed else "completed",
+        "arguments": config.to_json(),
+        "versions": __import__("json").dumps(versions),
+        "n_videos_indexed": summary.n_indexed,
+        "n_videos_failed": summary.n_failed,
+        "n_videos_skipped": summary.n_skipped,
+        "n_clips": summary.n_clips,
+        "n_masklets": summary.n_masklets,
+        "n_frames": summary.n_frames,
+        "frames_per_s": summary.frames_per_s,
+        "wall_s": summary.wall_s,
+    }

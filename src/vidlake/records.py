@@ -1,0 +1,108 @@
+"""The record types passed between stages, defined once.
+
+Every stage speaks these types: operators take and return them, pipeline/ converts them to
+Arrow rows only at the Ray Data boundary (store/schema.py holds the Arrow schemas).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def stable_id(*parts: object) -> str:
+    """A 16-hex-digit id derived from parts: the same inputs give the same id in every run."""
+    h = hashlib.sha1("\x1f".join(str(p) for p in parts).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A video file found by listing the sources; the fingerprint says whether it changed."""
+
+    uri: str
+    size: int
+    version: str  # etag or mtime, whichever the filesystem reports
+
+    @property
+    def video_id(self) -> str:
+        return stable_id("video", self.uri)
+
+    @property
+    def fingerprint(self) -> str:
+        return stable_id(self.uri, self.size, self.version)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing a video found. Times in seconds; width/height in pixels of the stored stream."""
+
+    uri: str
+    fps: float
+    n_frames: int
+    duration_s: float
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One clip of a video: the source frames to sample and their timestamps.
+
+    frame_indices: (T,) int64 source frame numbers; times_s: (T,) float64 their timestamps.
+    """
+
+    video_id: str
+    video_uri: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    sampled_fps: float
+    frame_indices: np.ndarray
+    times_s: np.ndarray
+
+    @property
+    def clip_id(self) -> str:
+        return stable_id("clip", self.video_id, self.clip_index)
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.frame_indices))
+
+
+@dataclass
+class Masklet:
+    """One object tracked through one clip, as a segmenter returns it.
+
+    frame_idx: (K,) int32 indices into the clip's sampled frames where the object is present.
+    boxes: (K, 4) float32 xyxy in pixels of the decoded frames.
+    scores: (K,) float32 per-frame detection/tracking scores.
+    masks: K COCO RLE dicts ({"size": [h, w], "counts": bytes}), column-major as pycocotools.
+    presence: clip-level presence score of the concept (max over frames), 1.0 if the model has none.
+    """
+
+    concept: str
+    object_id: int
+    frame_idx: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    masks: list[dict]
+    presence: float = 1.0
+
+    @property
+    def score(self) -> float:
+        return float(self.scores.max()) if len(self.scores) else 0.0
+
+
+@dataclass
+class ClipResult:
+    """A clip after segmentation: its spec, masklets and a JPEG thumbnail of its middle frame."""
+
+    spec: ClipSpec
+    height: int
+    width: int
+    masklets: list[Masklet] = field(default_factory=list)
+    thumbnail: bytes = b""

@@ -1,0 +1,229 @@
+"""The index on disk or object storage: one Lance dataset per table, appends, commits, indexes.
+
+Writes follow one rule: a video's clips, masklets and concept hits are committed before its
+`videos` row, and readers only trust rows whose video has an `indexed` row. A crash between
+the two leaves orphan rows that no query sees and that the next job deletes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import posixpath
+from collections.abc import Iterable
+from pathlib import Path
+
+import lance
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vidlake.errors import IndexNotFoundError, VidlakeError
+from vidlake.store.schema import (
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    STATUS_INDEXED,
+    TABLES,
+)
+
+log = logging.getLogger(__name__)
+
+DATA_STORAGE_VERSION = "stable"  # Lance's current file format, never the legacy v1 one
+PER_VIDEO_TABLES = ("clips", "masklets", "concept_hits")
+COMPACT_FRAGMENTS_OVER = 64
+
+
+def normalize_uri(uri: str) -> str:
+    """The index URI with local paths made absolute (Ray workers run in other directories)."""
+    if "://" in uri:
+        return uri.rstrip("/")
+    return str(Path(uri).expanduser().resolve())
+
+
+def table_uri(index_uri: str, table: str) -> str:
+    return posixpath.join(index_uri, f"{table}.lance")
+
+
+def write_fragments(
+    index_uri: str, tables: dict[str, pa.Table], storage_options: dict | None = None
+) -> dict[str, bytes]:
+    """Writes each non-empty table's rows as new, uncommitted fragments; returns them pickled.
+
+    Runs on Ray workers: the data files land in the table's folder but stay invisible until
+    `IndexStore.commit_fragments` commits them. Fragments of a killed job are never committed
+    and are removed by compaction's cleanup.
+    """
+    from lance_ray.fragment import write_fragment
+
+    out: dict[str, bytes] = {}
+    for name, table in tables.items():
+        if table.num_rows == 0:
+            continue
+        written = write_fragment(
+            [table],
+            table_uri(index_uri, name),
+            schema=TABLES[name],
+            data_storage_version=DATA_STORAGE_VERSION,
+            storage_options=storage_options,
+        )
+        out[name] = pickle.dumps([fragment for fragment, _ in written])
+    return out
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+class IndexStore:
+    """The tables of one index. Open with `IndexStore.open` (read) or `IndexStore.create`."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None):
+        self.uri = normalize_uri(uri)
+        self.storage_options = storage_options or None
+
+    @classmethod
+    def open(cls, uri: str, storage_options: dict | None = None) -> IndexStore:
+        """An existing index; IndexNotFoundError if URI holds none, VidlakeError if too new."""
+        store = cls(uri, storage_options)
+        try:
+            videos = store.dataset("videos")
+        except (ValueError, OSError, FileNotFoundError) as exc:
+            raise IndexNotFoundError(
+                f"{uri}: not a vidlake index (no videos table); create one with `vidlake index`"
+            ) from exc
+        store._check_version(videos.schema)
+        return store
+
+    @classmethod
+    def create(cls, uri: str, storage_options: dict | None = None) -> IndexStore:
+        """The index at URI, with any missing table created empty."""
+        store = cls(uri, storage_options)
+        if "://" not in store.uri:
+            Path(store.uri).mkdir(parents=True, exist_ok=True)
+        for name, schema in TABLES.items():
+            try:
+                ds = store.dataset(name)
+            except (ValueError, OSError, FileNotFoundError):
+                lance.write_dataset(
+                    schema.empty_table(),
+                    table_uri(store.uri, name),
+                    mode="create",
+                    data_storage_version=DATA_STORAGE_VERSION,
+                    storage_options=store.storage_options,
+                )
+                continue
+            store._check_version(ds.schema)
+        return store
+
+    def _check_version(self, schema: pa.Schema) -> None:
+        found = int((schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"0"))
+        if found == 0:
+            raise IndexNotFoundError(
+                f"{self.uri}: not a vidlake index (tables lack vidlake metadata)"
+            )
+        if found > SCHEMA_VERSION:
+            raise VidlakeError(
+                f"{self.uri}: index schema version {found} is newer than this vidlake supports "
+                f"({SCHEMA_VERSION}); upgrade vidlake"
+            )
+
+    def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset:
+        return lance.dataset(
+            table_uri(self.uri, table), version=version, storage_options=self.storage_options
+        )
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def commit_fragments(self, table: str, pickled: list[bytes]) -> None:
+        """Commits fragments written by `write_fragments` as one Append to TABLE."""
+        fragments = [f for blob in pickled for f in pickle.loads(blob)]
+        if not fragments:
+            return
+        ds = self.dataset(table)
+        lance.LanceDataset.commit(
+            ds.uri,
+            lance.LanceOperation.Append(fragments),
+            read_version=ds.version,
+            storage_options=self.storage_options,
+        )
+
+    def upsert_videos(self, rows: list[dict]) -> None:
+        """Writes `videos` rows (commit markers), replacing earlier rows of the same video_id."""
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=TABLES["videos"])
+        (
+            self.dataset("videos")
+            .merge_insert("video_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(table)
+        )
+
+    def append_run(self, row: dict) -> None:
+        lance.write_dataset(
+            pa.Table.from_pylist([row], schema=TABLES["runs"]),
+            table_uri(self.uri, "runs"),
+            mode="append",
+            storage_options=self.storage_options,
+        )
+
+    def delete_videos(self, video_ids: Iterable[str], include_video_rows: bool = True) -> None:
+        """Deletes every row of these videos (the `videos` row first, so none is half-visible)."""
+        ids = sorted(set(video_ids))
+        if not ids:
+            return
+        for start in range(0, len(ids), 500):
+            where = f"video_id IN ({_sql_list(ids[start : start + 500])})"
+            tables = (("videos",) if include_video_rows else ()) + PER_VIDEO_TABLES
+            for table in tables:
+                self.dataset(table).delete(where)
+
+    def delete_orphans(self) -> int:
+        """Deletes clip-level rows of videos without an `indexed` row (left by a killed job)."""
+        indexed = set(self.indexed_video_ids().to_pylist())
+        present = set()
+        for table in PER_VIDEO_TABLES:
+            col = self.dataset(table).to_table(columns=["video_id"]).column("video_id")
+            present.update(pc.unique(col).to_pylist())
+        orphans = present - indexed
+        if orphans:
+            log.info("deleting rows of %d videos left half-written by an earlier job", len(orphans))
+            self.delete_videos(orphans, include_video_rows=False)
+        return len(orphans)
+
+    def build_indexes(self) -> None:
+        """Scalar indexes for the lookups queries make (rebuilt so they cover new fragments)."""
+        hits = self.dataset("concept_hits")
+        if hits.count_rows() > 0:
+            hits.create_scalar_index("concept", "BITMAP", replace=True)
+        for table in ("clips", "masklets"):
+            ds = self.dataset(table)
+            if ds.count_rows() > 0:
+                ds.create_scalar_index("clip_id", "BTREE", replace=True)
+
+    def compact_if_fragmented(self) -> list[str]:
+        """Compacts tables with many small fragments (one per clip is what jobs leave)."""
+        compacted = []
+        for table in PER_VIDEO_TABLES + ("videos", "runs"):
+            ds = self.dataset(table)
+            if len(ds.get_fragments()) > COMPACT_FRAGMENTS_OVER:
+                ds.optimize.compact_files()
+                compacted.append(table)
+        return compacted
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def videos(self, columns: list[str] | None = None) -> pa.Table:
+        return self.dataset("videos").to_table(columns=columns)
+
+    def indexed_video_ids(self) -> pa.Array:
+        t = self.dataset("videos").to_table(
+            columns=["video_id"], filter=f"status = '{STATUS_INDEXED}'"
+        )
+        return t.column("video_id").combine_chunks()
+
+    def counts(self) -> dict[str, int]:
+        return {name: self.dataset(name).count_rows() for name in TABLES}
+
+    def versions(self) -> dict[str, int]:
+        return {name: self.dataset(name).version for name in TABLES}

@@ -1,0 +1,121 @@
+"""The `vidlake` CLI as a user runs it: real subprocesses, each with its own embedded Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VIDLAKE = str(Path(sys.executable).parent / "vidlake")
+FAST = ["--clip-seconds", "2", "--fps", "2", "--overlap", "0.5", "--max-side", "0"]
+
+
+def vidlake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def mixed_corpus(synthetic_corpus, bad_inputs, tmp_path_factory) -> Path:
+    """Two good videos and every kind of bad input in one folder."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for video in synthetic_corpus[:2]:
+        shutil.copy(video.uri, folder / Path(video.uri).name)
+    for name, path in bad_inputs.items():
+        shutil.copy(path, folder / f"bad_{name}{Path(path).suffix}")
+    return folder
+
+
+def test_bad_inputs_fail_alone_and_the_rest_is_indexed(mixed_corpus, bad_inputs, tmp_path):
+    index = str(tmp_path / "idx")
+    missing = str(tmp_path / "no_such_video.mp4")
+    proc = vidlake(
+        "index", str(mixed_corpus), missing, "--index", index,
+        "--concepts", "red square,blue circle", "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "indexed 2 videos" in proc.stdout and f"failed {len(bad_inputs) + 1}" in proc.stdout
+
+    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+    failed = {Path(uri).name: error for uri, error in info["failed"]}
+    assert set(failed) == {f"bad_{n}{Path(p).suffix}" for n, p in bad_inputs.items()} | {
+        "no_such_video.mp4"
+    }
+    for name, error in failed.items():
+        assert error and "\n" not in error and name in error, (name, error)
+    assert info["counts"]["videos"] == len(failed) + 2
+    assert info["vocabulary"]["red square"] > 0
+
+    hits = json.loads(vidlake("query", "--index", index, "red square", "--json").stdout)
+    assert hits and all("bad_" not in h["video_uri"] for h in hits)
+
+
+def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
+    assert_one_line_error(
+        vidlake("query", "--index", str(tmp_path / "nothing"), "red square"), "not a vidlake index"
+    )
+    video = synthetic_corpus[0].uri
+    idx = str(tmp_path / "idx")
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, "--concepts", " , ", "--model", "synthetic:color"),
+        "concepts",
+    )
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, "--concepts", "dog", "--fps", "0"), "--fps"
+    )
+    assert_one_line_error(
+        vidlake(
+            "index", video, "--index", idx, "--concepts", "dog", "--model", str(tmp_path / "nope")
+        ),
+        "nope",
+    )
+    bad_opt = vidlake("index", video, "--index", idx, "--concepts", "dog", "--clip-seconds", "x")
+    assert bad_opt.returncode == 2 and "Traceback" not in bad_opt.stderr
+
+
+def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
+    model_dir = tmp_path / "tiny"
+    made = vidlake("model", "tiny", str(model_dir), "--seed", "0")
+    assert made.returncode == 0, made.stderr
+    assert (model_dir / "config.json").exists()
+
+    index = str(tmp_path / "idx")
+    concepts = ["red square", "blue circle", "dog"]
+    proc = vidlake(
+        "index", synthetic_corpus[2].uri, "--index", index, "--concepts", ",".join(concepts),
+        "--model", str(model_dir), *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "indexed 1 videos" in proc.stdout and "frames/s" in proc.stdout
+
+    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+    assert all(n > 0 for n in info["counts"].values()), info["counts"]
+    assert info["models"] == [str(model_dir)]
+    assert sorted(info["vocabulary"]) == sorted(concepts)
+
+    found = [c for c in concepts if info["vocabulary"][c] > 0]
+    assert found, "the tiny model emitted no hits"
+    hits = json.loads(vidlake("query", "--index", index, found[0], "--json").stdout)
+    assert len(hits) == info["vocabulary"][found[0]]
+    for h in hits:
+        assert {"video_uri", "clip_id", "start_s", "end_s", "n_objects", "max_score"} <= set(h)
+        assert h["video_uri"] == synthetic_corpus[2].uri
+        assert 0 <= h["start_s"] <= h["end_s"] <= 4.0 and h["n_objects"] >= 1
+
+    table = vidlake("query", "--index", index, found[0])
+    assert table.returncode == 0 and Path(synthetic_corpus[2].uri).name in table.stdout

@@ -1,0 +1,85 @@
+"""The index's write protocol on real Lance tables: fragments are invisible until committed,
+orphans of a killed job are removed, and a newer schema is refused."""
+
+from __future__ import annotations
+
+import lance
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vidlake.errors import IndexNotFoundError, VidlakeError
+from vidlake.operators.encode import encode_rles
+from vidlake.records import ClipResult, ClipSpec, Masklet, VideoSource
+from vidlake.store import schema
+from vidlake.store.tables import IndexStore, table_uri, write_fragments
+
+
+def clip_result(video_id: str, clip_index: int) -> ClipResult:
+    spec = ClipSpec(video_id, f"/v/{video_id}.mp4", clip_index, 2.0 * clip_index,
+                    2.0 * clip_index + 2, 2.0, np.array([0, 6]), np.array([0.0, 0.5]))  # fmt: skip
+    masks = np.zeros((2, 8, 10), bool)
+    masks[:, 2:5, 3:7] = True
+    m = Masklet("dog", 0, np.array([0, 1], np.int32), np.array([[3, 2, 7, 5]] * 2, np.float32),
+                np.array([0.4, 0.8], np.float32), encode_rles(masks), presence=0.9)  # fmt: skip
+    return ClipResult(spec=spec, height=8, width=10, masklets=[m], thumbnail=b"jpg")
+
+
+def indexed_row(video_id: str) -> dict:
+    src = VideoSource(uri=f"/v/{video_id}.mp4", size=1, version="1")
+    row = schema.video_row(src, None, status=schema.STATUS_INDEXED, error="", model_id="m",
+                           vocabulary=["dog"], run_id="r")  # fmt: skip
+    row["video_id"] = video_id
+    return row
+
+
+def test_clip_tables_hold_one_hit_per_concept():
+    tables = schema.clip_tables(clip_result("v1", 0), [b"crop"])
+    hit = tables["concept_hits"].to_pylist()[0]
+    assert hit["n_objects"] == 1 and hit["max_score"] == pytest.approx(0.8)
+    assert hit["max_presence"] == pytest.approx(0.9)
+    assert (hit["start_s"], hit["end_s"]) == (0.0, 0.5)
+    assert tables["masklets"].column("boxes").to_pylist()[0][1] == [3, 2, 7, 5]
+
+
+def test_fragments_are_invisible_until_committed_and_orphans_are_deleted(tmp_path):
+    store = IndexStore.create(str(tmp_path / "idx"))
+    done = write_fragments(store.uri, schema.clip_tables(clip_result("done", 0)))
+    killed = write_fragments(store.uri, schema.clip_tables(clip_result("killed", 0)))
+    assert store.counts()["clips"] == 0  # written, not committed
+    for table in ("clips", "masklets", "concept_hits"):
+        store.commit_fragments(table, [done[table], killed[table]])
+    store.upsert_videos([indexed_row("done")])  # "killed" never got its commit marker
+    assert store.counts()["clips"] == 2
+    assert store.delete_orphans() == 1
+    assert store.dataset("clips").to_table().column("video_id").to_pylist() == ["done"]
+    assert store.counts()["masklets"] == 1 and store.counts()["concept_hits"] == 1
+
+
+def test_upsert_replaces_the_video_row(tmp_path):
+    store = IndexStore.create(str(tmp_path / "idx"))
+    store.upsert_videos([indexed_row("v")])
+    failed = indexed_row("v") | {"status": schema.STATUS_FAILED, "error": "boom"}
+    store.upsert_videos([failed])
+    rows = store.videos().to_pylist()
+    assert len(rows) == 1 and rows[0]["status"] == "failed"
+
+
+def test_tables_use_lances_current_format(tmp_path):
+    store = IndexStore.create(str(tmp_path / "idx"))
+    for name in schema.TABLES:
+        assert store.dataset(name).data_storage_version != "0.1"  # not the legacy v1 format
+
+
+def test_not_an_index_and_newer_schema_are_refused(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="not a vidlake index"):
+        IndexStore.open(str(tmp_path / "nothing"))
+    store = IndexStore.create(str(tmp_path / "idx"))
+    newer = schema.VIDEOS.with_metadata({schema.SCHEMA_VERSION_KEY: b"99"})
+    lance.write_dataset(newer.empty_table(), table_uri(store.uri, "videos"), mode="overwrite")
+    with pytest.raises(VidlakeError, match="newer"):
+        IndexStore.open(store.uri)
+    plain = pa.table({"x": [1]})
+    lance.write_dataset(plain, table_uri(store.uri, "videos"), mode="overwrite")
+    with pytest.raises(IndexNotFoundError):
+        IndexStore.open(store.uri)
