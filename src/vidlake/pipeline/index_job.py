@@ -112,6 +112,8 @@ def init_ray(address: str | None) -> None:
         )
     from ray.data import DataContext
 
+    # Progress and the summary are the CLI's; Ray Data's per-dataset INFO lines are noise there.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -138,6 +140,9 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     summary = RunSummary(run_id=run_id)
     opts = config.storage_options or None
 
+    from vidlake.model import check_model
+
+    check_model(config.model)  # a bad --model is a usage error before any work starts
     store = IndexStore.create(config.index_uri, opts)
     store.delete_orphans()
     sources, missing = list_sources(config)
@@ -216,7 +221,9 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
         .map(
             stages.decode_row,
             fn_kwargs={"storage_options": opts, "max_side": config.max_side},
-            num_cpus=0.5,
+            # One core per decode task; resources unlike the actor's also keep Ray Data from
+            # fusing decode into the segment actor, where the model would wait on it.
+            num_cpus=1,
         )
         .map(
             stages.SegmentStage,

@@ -1,0 +1,217 @@
+"""Where a SAM 3 checkpoint comes from: a hub id, a local folder, or an object-store URI.
+
+`resolve_checkpoint` turns the user's spec into something `from_pretrained` can load (a hub id
+or a local folder) and `load_error` turns whatever loading raised into one `CheckpointError`
+line that says how to fix it. The real `facebook/sam3` is gated, so the most common failures
+(no licence accepted, no token, no network) must read as instructions, not as tracebacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from vidlake.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "facebook/sam3"
+SAM3_VIDEO_MODEL_TYPE = "sam3_video"
+DEFAULT_CACHE_DIR = Path("~/.cache/vidlake/checkpoints")
+COMPLETE_MARKER = ".vidlake-complete"
+
+# "name" or "owner/name", as the hub spells repo ids.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+_TINY_HINT = "`vidlake model tiny DIR` writes a small random test model that works offline"
+_ACCESS_HINT = (
+    f"accept the licence at https://huggingface.co/{DEFAULT_MODEL} and run `hf auth login` "
+    f"or set HF_TOKEN; or pass a local checkpoint folder or s3:// URI ({_TINY_HINT})"
+)
+
+
+def resolve_checkpoint(
+    spec: str = DEFAULT_MODEL,
+    cache_dir: str | None = None,
+    storage_options: dict | None = None,
+) -> str:
+    """A hub id or local folder that `from_pretrained` can load, for a checkpoint spec.
+
+    spec: a hub id (passed through unchanged: the hub client downloads and caches it), a local
+    folder (checked: it must exist, hold config.json and be a SAM 3 video config), or an fsspec
+    URI such as s3://bucket/sam3, gs://…, https://…, file://… (downloaded once into
+    cache_dir/<hash of the URI>, default ~/.cache/vidlake/checkpoints, and reused when the
+    download completed). storage_options go to fsspec (credentials, endpoint, anon, …).
+    """
+    spec = spec.strip()
+    if not spec:
+        raise CheckpointError("empty checkpoint: pass a hub id (facebook/sam3), folder or URI")
+    if "://" in spec:
+        folder = download_checkpoint(spec, cache_dir=cache_dir, storage_options=storage_options)
+        check_checkpoint_folder(folder, spec)
+        return str(folder)
+    local = Path(spec).expanduser()
+    if local.exists() or not _HUB_ID.match(spec):
+        check_checkpoint_folder(local, spec)
+        return str(local.resolve())
+    return spec
+
+
+def load_checkpoint_config(spec: str, path: str):
+    """The transformers config of a resolved checkpoint; CheckpointError unless it is SAM 3 video.
+
+    For a hub id this fetches only config.json, so gated, missing or unreachable checkpoints
+    fail here, in one line, before any weights or cluster work.
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise load_error(spec, exc) from exc
+    if config.model_type != SAM3_VIDEO_MODEL_TYPE:
+        raise CheckpointError(wrong_model_message(spec, config.model_type))
+    return config
+
+
+def check_checkpoint_folder(folder: Path, spec: str) -> None:
+    """Raises CheckpointError unless folder is a saved SAM 3 video checkpoint."""
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise CheckpointError(
+            f"checkpoint folder {spec} {what}: pass a folder saved with "
+            f"Sam3VideoModel.save_pretrained, a hub id such as {DEFAULT_MODEL}, or an s3:// URI "
+            f"({_TINY_HINT})"
+        )
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(
+            f"checkpoint folder {spec} has no config.json: it is not a saved transformers model "
+            f"(expected config.json, model.safetensors and the processor files)"
+        )
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
+    if model_type != SAM3_VIDEO_MODEL_TYPE:
+        raise CheckpointError(wrong_model_message(spec, model_type))
+
+
+def download_checkpoint(
+    uri: str, cache_dir: str | None = None, storage_options: dict | None = None
+) -> Path:
+    """The local cache folder holding a copy of the checkpoint folder at an fsspec URI.
+
+    The copy goes to a temporary sibling folder that is renamed into place with a completion
+    marker, so concurrent workers (one per Ray actor) never load a half-written checkpoint;
+    a folder with the marker is reused without touching the remote store.
+    """
+    import fsspec
+
+    root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    target = root / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / COMPLETE_MARKER).is_file():
+        logger.debug("reusing cached checkpoint %s for %s", target, uri)
+        return target
+
+    try:
+        fs, remote = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        if not fs.isdir(remote):
+            raise CheckpointError(
+                f"checkpoint URI {uri} is not a folder: point it at the folder holding "
+                "config.json, model.safetensors and the processor files"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        partial = root / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+        logger.info("downloading checkpoint %s to %s", uri, target)
+        fs.get(remote.rstrip("/") + "/", str(partial), recursive=True)
+    except (OSError, ValueError, ImportError) as exc:
+        raise CheckpointError(
+            f"cannot download checkpoint {uri}: {_one_line(exc)} "
+            "(check the URI, credentials and storage options)"
+        ) from exc
+
+    (partial / COMPLETE_MARKER).write_text(uri + "\n")
+    try:
+        partial.rename(target)
+    except OSError:
+        # Another worker finished first: keep its copy if complete, else take ours.
+        if not (target / COMPLETE_MARKER).is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def load_error(spec: str, exc: BaseException) -> CheckpointError:
+    """A one-line CheckpointError saying how to fix a failure to load checkpoint spec.
+
+    transformers wraps hub failures in OSError; the huggingface_hub exception it wraps (gated
+    repo, missing repo, no connection) is found by walking the exception chain.
+    """
+    from huggingface_hub import errors as hub_errors
+
+    chain = _exception_chain(exc)
+    text = " ".join(str(e) for e in chain).lower()
+    status = next((_status_code(e) for e in chain if _status_code(e) is not None), None)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+    if (
+        any(isinstance(e, hub_errors.GatedRepoError) for e in chain)
+        or status in (401, 403)
+        or ("gated repo" in text)
+    ):
+        message = f"no access to {spec} (gated model, HTTP {status or '401/403'}): {_ACCESS_HINT}"
+    elif any(isinstance(e, hub_errors.LocalEntryNotFoundError) for e in chain) or (
+        offline or "couldn't connect" in text or "offline mode" in text
+    ):
+        reason = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub is unreachable"
+        message = (
+            f"cannot load {spec}: {reason} and it is not in the local hub cache; "
+            f"connect once to download it: {_ACCESS_HINT}"
+        )
+    elif any(isinstance(e, hub_errors.RepositoryNotFoundError) for e in chain) or (
+        "not a valid model identifier" in text
+    ):
+        message = (
+            f"no model {spec} on the Hugging Face hub (or it is private): check the id; "
+            f"for SAM 3, {_ACCESS_HINT}"
+        )
+    else:
+        message = f"cannot load SAM 3 checkpoint {spec}: {_one_line(exc)}"
+    return CheckpointError(message)
+
+
+def wrong_model_message(spec: str, model_type: str | None) -> str:
+    """The one-line message for a checkpoint whose config is not a SAM 3 video config."""
+    found = f" (model_type {model_type!r})" if model_type else ""
+    return (
+        f"{spec} is not a SAM 3 video checkpoint{found}: use {DEFAULT_MODEL} or a folder saved "
+        f"from Sam3VideoModel (model_type {SAM3_VIDEO_MODEL_TYPE!r})"
+    )
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _status_code(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"

@@ -1,0 +1,253 @@
+"""A tiny, randomly initialised SAM 3 video checkpoint for tests and offline demos.
+
+The real `facebook/sam3` weights are gated and large; tests and laptops without a token still
+need to run the exact code path users run. `build_tiny_sam3` writes a folder that loads with
+`Sam3VideoModel.from_pretrained` / `Sam3VideoProcessor.from_pretrained` like the real checkpoint,
+so `Sam3Segmenter(str(out_dir))` works on it unchanged. Its outputs are meaningless but
+deterministic, and its thresholds are lowered so it emits objects for any prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+TINY_IMAGE_SIZE = 112
+TINY_PATCH_SIZE = 14
+TINY_HIDDEN_SIZE = 128
+
+# Whole words the tiny tokenizer knows as single tokens; anything else still tokenizes
+# (byte-level fallback to one token per character), only into more tokens.
+TINY_WORDS = (
+    "a an the of in on with and or red green blue yellow white black orange purple pink brown "
+    "gray grey person people man woman child car truck bus bike bicycle dog cat bird horse cow "
+    "ball box square circle rectangle shape object thing umbrella tree house road sky water "
+    "boat chair table cup bottle phone"
+).split()
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+
+
+def build_tiny_vocabulary(words: tuple[str, ...] | list[str] = TINY_WORDS) -> tuple[dict, list]:
+    """A CLIP-style byte-level BPE vocabulary and merge list covering every byte and `words`.
+
+    Returns (vocab: token -> id, merges: ["a b", ...]). The merges are learnt with the
+    `tokenizers` BPE trainer on the word list (offline, deterministic), because hand-written
+    merge chains conflict: BPE applies merges by global rank, so "o n</w>" learnt for "on"
+    would stop "person" from merging into one token. Every byte and its end-of-word form
+    ("</w>", as CLIP marks the last symbol of a word) is in the vocabulary, so any text
+    tokenizes; the special tokens come last, as in CLIP.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    # One word per training sequence, no regex split: no space marker ("Ġ") enters the merges.
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=10_000,
+        min_frequency=1,
+        show_progress=False,
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        continuing_subword_prefix="",
+    )
+    bpe.train_from_iterator(list(words), trainer=trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in trained["merges"]]
+    learnt = sorted(trained["vocab"], key=trained["vocab"].get)
+    tokens = alphabet + [c + "</w>" for c in alphabet] + learnt + [BOS_TOKEN, EOS_TOKEN]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    return vocab, merges
+
+
+def build_tiny_tokenizer(out_dir: Path):
+    """A `CLIPTokenizer` built offline from a small vocabulary written to out_dir.
+
+    vocab.json and merges.txt are written first so the tokenizer is a plain CLIP BPE
+    tokenizer that any transformers version can rebuild from those two files.
+    """
+    from transformers import CLIPTokenizer
+
+    vocab, merges = build_tiny_vocabulary()
+    vocab_file = out_dir / "vocab.json"
+    merges_file = out_dir / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False))
+    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return CLIPTokenizer(
+        vocab=str(vocab_file),
+        merges=str(merges_file),
+        unk_token=EOS_TOKEN,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        model_max_length=32,
+    )
+
+
+def build_tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int):
+    """A `Sam3VideoConfig` shrunk to 112 px input, width 128 and one or two layers per stack.
+
+    Constraints that are not obvious: the detector's FPN width is shared with the tracker
+    (hidden sizes must agree); the tracker's memory encoder output must stay 64 channels;
+    feature-map sizes and the memory-attention RoPE grid follow image_size / patch_size;
+    the low-resolution mask size is 4x the patch grid. Thresholds are lowered and the
+    hot-start delay disabled so random weights still emit (and keep) objects.
+    """
+    from transformers import (
+        CLIPTextConfig,
+        Sam3Config,
+        Sam3TrackerVideoConfig,
+        Sam3VideoConfig,
+        Sam3VisionConfig,
+        Sam3ViTConfig,
+    )
+    from transformers.models.sam3.configuration_sam3 import (
+        Sam3DETRDecoderConfig,
+        Sam3DETREncoderConfig,
+        Sam3GeometryEncoderConfig,
+        Sam3MaskDecoderConfig,
+    )
+    from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
+        Sam3TrackerVideoMaskDecoderConfig,
+        Sam3TrackerVideoPromptEncoderConfig,
+    )
+
+    size, patch, hidden = TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_HIDDEN_SIZE
+    grid = size // patch
+    feature_sizes = [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]]
+
+    def vision_config(num_layers: int) -> Sam3VisionConfig:
+        backbone = Sam3ViTConfig(
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=num_layers,
+            num_attention_heads=2,
+            image_size=size,
+            patch_size=patch,
+            window_size=grid // 2,
+            global_attn_indexes=[num_layers - 1],
+            pretrain_image_size=size,
+        )
+        return Sam3VisionConfig(
+            backbone_config=backbone, fpn_hidden_size=hidden, backbone_feature_sizes=feature_sizes
+        )
+
+    detector = Sam3Config(
+        vision_config=vision_config(num_layers=2),
+        text_config=CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            projection_dim=hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=eos_token_id,
+        ),
+        geometry_encoder_config=Sam3GeometryEncoderConfig(
+            hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=2 * hidden
+        ),
+        detr_encoder_config=Sam3DETREncoderConfig(
+            hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=2 * hidden
+        ),
+        detr_decoder_config=Sam3DETRDecoderConfig(
+            hidden_size=hidden,
+            num_layers=1,
+            num_queries=16,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+        ),
+        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=hidden, num_attention_heads=2),
+    )
+    tracker = Sam3TrackerVideoConfig(
+        vision_config=vision_config(num_layers=1),
+        prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(
+            hidden_size=hidden, image_size=size, patch_size=patch
+        ),
+        mask_decoder_config=Sam3TrackerVideoMaskDecoderConfig(
+            hidden_size=hidden,
+            mlp_dim=2 * hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            iou_head_hidden_dim=hidden,
+        ),
+        memory_attention_hidden_size=hidden,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=2 * hidden,
+        memory_attention_rope_feat_sizes=[grid, grid],
+        memory_encoder_hidden_size=hidden,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=hidden,
+        memory_fuser_num_layers=1,
+        memory_fuser_embed_dim=hidden,
+        memory_fuser_intermediate_dim=2 * hidden,
+        image_size=size,
+    )
+    config = Sam3VideoConfig(
+        detector_config=detector,
+        tracker_config=tracker,
+        low_res_mask_size=4 * grid,
+        # Random weights give probabilities near 0.5 at best: keep every query.
+        score_threshold_detection=0.0,
+        new_det_thresh=0.0,
+        high_conf_thresh=0.0,
+        # Hot-start heuristics would delete most random tracks; 0 turns them off.
+        hotstart_delay=0,
+        hotstart_unmatch_thresh=0,
+        hotstart_dup_thresh=0,
+        # Random masks overlap heavily; occlusion suppression would hide them.
+        suppress_overlapping_based_on_recent_occlusion_threshold=0.0,
+        max_num_objects=8,
+    )
+    config.image_size = size
+    return config
+
+
+def build_tiny_sam3(out_dir: str | Path, seed: int = 0) -> Path:
+    """The folder of a tiny random SAM 3 video checkpoint (model, processor, tokenizer) in out_dir.
+
+    Same seed, same weights. Loads through the same path as a real checkpoint:
+    `Sam3Segmenter(str(out_dir))` or `load_segmenter(str(out_dir))`.
+    """
+    import torch
+    from transformers import Sam3ImageProcessor, Sam3VideoModel, Sam3VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import (
+        Sam2VideoVideoProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(out)
+    config = build_tiny_config(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Sam3VideoModel(config)
+    with torch.no_grad():
+        # Random weights put the tracker's "object is visible" logit near 0, so every track
+        # would vanish after its first frame; a positive bias keeps tracks alive.
+        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
+    model.save_pretrained(out)
+
+    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    low_res = 4 * (TINY_IMAGE_SIZE // TINY_PATCH_SIZE)
+    processor = Sam3VideoProcessor(
+        image_processor=Sam3ImageProcessor(
+            size=size, mask_size={"height": low_res, "width": low_res}
+        ),
+        video_processor=Sam2VideoVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        target_size=TINY_IMAGE_SIZE,
+    )
+    processor.save_pretrained(out)
+    logger.info("wrote tiny SAM 3 (%d parameters) to %s", model.num_parameters(), out)
+    return out

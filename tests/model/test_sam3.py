@@ -1,0 +1,120 @@
+"""Sam3Segmenter on the tiny random checkpoint: the real transformers code path, on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from vidlake.errors import UsageError
+from vidlake.model.sam3 import Sam3Segmenter
+from vidlake.model.segmenter import ConceptSegmenter
+
+
+def _as_tuples(masklets):
+    return [
+        (
+            m.concept,
+            m.object_id,
+            m.frame_idx.tolist(),
+            m.boxes.tobytes(),
+            m.scores.tobytes(),
+            [(tuple(r["size"]), r["counts"]) for r in m.masks],
+            m.presence,
+        )
+        for m in masklets
+    ]
+
+
+def test_tiny_segmenter_is_a_sam3_concept_segmenter(tiny_segmenter, tiny_sam3_dir):
+    assert isinstance(tiny_segmenter, Sam3Segmenter)
+    assert isinstance(tiny_segmenter, ConceptSegmenter)
+    assert tiny_segmenter.model_id == str(tiny_sam3_dir)
+
+
+def test_segment_gives_well_formed_masklets(tiny_segmenter, clip_frames, concepts):
+    t, h, w = clip_frames.shape[:3]
+    masklets = tiny_segmenter.segment(clip_frames, concepts)
+
+    assert masklets, "the tiny model must emit objects"
+    assert len({m.object_id for m in masklets}) == len(masklets)
+    for m in masklets:
+        k = len(m.frame_idx)
+        assert m.concept in concepts
+        assert k >= 1
+        assert m.frame_idx.dtype == np.int32
+        assert np.all((m.frame_idx >= 0) & (m.frame_idx < t))
+        assert np.all(np.diff(m.frame_idx) > 0), "frame_idx sorted, no frame twice"
+        assert m.boxes.shape == (k, 4) and m.boxes.dtype == np.float32
+        x1, y1, x2, y2 = m.boxes.T
+        assert np.all((x1 >= 0) & (x1 <= x2) & (x2 <= w))
+        assert np.all((y1 >= 0) & (y1 <= y2) & (y2 <= h))
+        assert m.scores.shape == (k,) and m.scores.dtype == np.float32
+        assert np.all((m.scores >= 0) & (m.scores <= 1))
+        assert 0.0 <= m.presence <= 1.0
+        assert len(m.masks) == k
+        for rle in m.masks:
+            assert rle["size"] == [h, w]
+            assert mask_utils.decode(rle).shape == (h, w)
+
+
+def test_objects_are_tracked_beyond_their_first_frame(tiny_segmenter, clip_frames, concepts):
+    masklets = tiny_segmenter.segment(clip_frames, concepts)
+    assert max(len(m.frame_idx) for m in masklets) == len(clip_frames)
+
+
+def test_presence_is_one_value_per_concept(tiny_segmenter, clip_frames, concepts):
+    masklets = tiny_segmenter.segment(clip_frames, concepts)
+    by_concept: dict[str, set[float]] = {}
+    for m in masklets:
+        by_concept.setdefault(m.concept, set()).add(m.presence)
+    assert all(len(values) == 1 for values in by_concept.values())
+    # The detector's presence head is read, not defaulted to 1.0.
+    assert all(v < 1.0 for values in by_concept.values() for v in values)
+
+
+def test_same_input_gives_same_masklets_with_no_state_between_calls(
+    tiny_segmenter, clip_frames, concepts
+):
+    first = tiny_segmenter.segment(clip_frames, concepts)
+    other = tiny_segmenter.segment(clip_frames[::-1].copy(), ["dog"])
+    again = tiny_segmenter.segment(clip_frames, concepts)
+    assert other and all(m.concept == "dog" for m in other)
+    assert _as_tuples(first) == _as_tuples(again)
+
+
+def test_all_concepts_share_one_backbone_pass_per_frame(
+    tiny_segmenter, clip_frames, monkeypatch, concepts
+):
+    detector = tiny_segmenter.model.detector_model
+    calls = []
+    original = detector.get_vision_features
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(detector, "get_vision_features", counting)
+    masklets = tiny_segmenter.segment(clip_frames, concepts)
+    assert len(calls) == len(clip_frames)
+    assert masklets
+
+
+def test_duplicate_and_blank_concepts_are_dropped(tiny_segmenter, clip_frames):
+    masklets = tiny_segmenter.segment(clip_frames, ["red square", " ", "red square"])
+    assert masklets and {m.concept for m in masklets} == {"red square"}
+
+
+def test_no_concepts_or_no_frames_gives_no_masklets(tiny_segmenter, clip_frames, concepts):
+    assert tiny_segmenter.segment(clip_frames, []) == []
+    assert tiny_segmenter.segment(clip_frames[:0], concepts) == []
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [np.zeros((2, 32, 32), np.uint8), np.zeros((2, 32, 32, 3), np.float32)],
+    ids=["no-channels", "float"],
+)
+def test_frames_that_are_not_uint8_rgb_are_a_usage_error(tiny_segmenter, frames, concepts):
+    with pytest.raises(UsageError, match="uint8 RGB"):
+        tiny_segmenter.segment(frames, concepts)

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from vidlake.errors import VideoError
+from vidlake.operators.probe import list_videos, probe_video
+from vidlake.synthetic.corpus import SyntheticVideo
+
+
+def test_probe_reports_the_written_stream(synthetic_corpus: list[SyntheticVideo]) -> None:
+    for video in synthetic_corpus:
+        info = probe_video(video.uri)
+        assert info.uri == video.uri
+        assert info.fps == pytest.approx(video.fps)
+        assert info.n_frames == video.n_frames
+        assert info.duration_s == pytest.approx(video.n_frames / video.fps, abs=1 / video.fps)
+        assert (info.width, info.height) == (video.width, video.height)
+        assert info.codec == "h264"
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("empty", "empty file"),
+        ("text", "not a readable video"),
+        ("truncated", "truncated"),
+        ("zero_frames", "zero decodable frames"),
+    ],
+)
+def test_bad_input_raises_one_line_error_naming_the_file(
+    bad_inputs: dict[str, Path], kind: str, words: str
+) -> None:
+    path = str(bad_inputs[kind])
+    with pytest.raises(VideoError) as caught:
+        probe_video(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert path in message
+    assert words in message
+
+
+def test_missing_video_raises(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.mp4")
+    with pytest.raises(VideoError, match="not found") as caught:
+        probe_video(missing)
+    assert missing in str(caught.value)
+
+
+def test_probe_and_list_through_fsspec_memory_filesystem(
+    synthetic_corpus: list[SyntheticVideo],
+) -> None:
+    video = synthetic_corpus[0]
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/vidlake-probe/sub/a.mp4", Path(video.uri).read_bytes())
+    fs.pipe("/vidlake-probe/readme.md", b"not a video")
+    try:
+        info = probe_video("memory://vidlake-probe/sub/a.mp4")
+        assert info.n_frames == video.n_frames
+        listed = list_videos("memory://vidlake-probe")
+        # Only the video is listed, with its protocol, and the listed uri opens again.
+        assert len(listed) == 1
+        assert listed[0].uri.startswith("memory://")
+        assert listed[0].uri.endswith("vidlake-probe/sub/a.mp4")
+        assert listed[0].size == Path(video.uri).stat().st_size
+        assert probe_video(listed[0].uri).n_frames == video.n_frames
+    finally:
+        fs.rm("/vidlake-probe", recursive=True)
+
+
+@pytest.fixture
+def video_tree(tmp_path: Path, synthetic_corpus: list[SyntheticVideo]) -> Path:
+    """tmp/videos with nested videos of several extensions and files that are not videos."""
+    root = tmp_path / "videos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    shutil.copy(synthetic_corpus[0].uri, root / "a.mp4")
+    shutil.copy(synthetic_corpus[1].uri, root / "sub" / "b.MOV")
+    shutil.copy(synthetic_corpus[2].uri, root / "sub" / "deeper" / "c.mkv")
+    (root / "notes.txt").write_text("not a manifest, just notes\n")
+    (root / "sub" / "frame.png").write_bytes(b"\x89PNG")
+    return root
+
+
+def test_list_folder_is_recursive_and_keeps_only_video_extensions(video_tree: Path) -> None:
+    sources = list_videos(str(video_tree))
+    assert [s.uri for s in sources] == [
+        str(video_tree / "a.mp4"),
+        str(video_tree / "sub" / "b.MOV"),
+        str(video_tree / "sub" / "deeper" / "c.mkv"),
+    ]
+    assert sources[0].size == (video_tree / "a.mp4").stat().st_size
+    assert sources[0].version  # mtime on a local filesystem
+
+
+def test_list_glob(video_tree: Path) -> None:
+    sources = list_videos(str(video_tree / "**" / "*.m*"))
+    assert {Path(s.uri).name for s in sources} == {"a.mp4", "c.mkv"}
+
+
+def test_list_manifest_with_relative_and_absolute_uris(video_tree: Path) -> None:
+    manifest = video_tree / "list.txt"
+    manifest.write_text(f"# videos to index\n\nsub/b.MOV\n{video_tree / 'a.mp4'}\n")
+    sources = list_videos(str(manifest))
+    assert [s.uri for s in sources] == [
+        str(video_tree / "a.mp4"),
+        str(video_tree / "sub" / "b.MOV"),
+    ]
+
+
+def test_manifest_naming_a_missing_video_raises(video_tree: Path) -> None:
+    manifest = video_tree / "list.txt"
+    manifest.write_text("a.mp4\nmissing.mp4\n")
+    with pytest.raises(VideoError, match="missing.mp4"):
+        list_videos(str(manifest))
+
+
+def test_explicit_file_is_listed_whatever_its_extension(video_tree: Path) -> None:
+    png = video_tree / "sub" / "frame.png"
+    assert [s.uri for s in list_videos(str(png))] == [str(png)]
+
+
+def test_list_missing_path_raises(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="not found"):
+        list_videos(str(tmp_path / "nowhere"))
+
+
+def test_fingerprint_changes_when_the_file_changes(video_tree: Path) -> None:
+    path = video_tree / "a.mp4"
+    before = list_videos(str(path))[0]
+    path.write_bytes(path.read_bytes() + b"\0")
+    after = list_videos(str(path))[0]
+    assert after.video_id == before.video_id
+    assert after.fingerprint != before.fingerprint
+
+
+def test_manifest_on_a_remote_filesystem_resolves_relative_uris(
+    synthetic_corpus: list[SyntheticVideo],
+) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/vidlake-manifest/v/a.mp4", Path(synthetic_corpus[0].uri).read_bytes())
+    fs.pipe("/vidlake-manifest/list.txt", b"v/a.mp4\n")
+    try:
+        (source,) = list_videos("memory://vidlake-manifest/list.txt")
+        assert source.uri.startswith("memory://")
+        assert source.uri.endswith("vidlake-manifest/v/a.mp4")
+        assert probe_video(source.uri).n_frames == synthetic_corpus[0].n_frames
+    finally:
+        fs.rm("/vidlake-manifest", recursive=True)
