@@ -1,0 +1,111 @@
+"""`vidlake index`, `vidlake model tiny` and `vidlake demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vidlake.config import DEFAULT_MODEL, IndexConfig, parse_concepts
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, err, model_app, out, parse_storage_options
+
+
+def _progress_reporter(progress: Progress):
+    tasks: dict[str, int] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            label = {"probe": "probing videos", "segment": "segmenting clips"}.get(phase, phase)
+            tasks[phase] = progress.add_task(label, total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    return report
+
+
+@app.command()
+def index(
+    sources: Annotated[list[str], typer.Argument(help="Video files, folders, globs or manifests.")],
+    index_uri: IndexOpt,
+    concepts: Annotated[
+        str, typer.Option("--concepts", "-c", help="Comma-separated noun phrases.")
+    ],
+    model: Annotated[
+        str, typer.Option(help="SAM 3 checkpoint: hub id, local folder or s3:// URI.")
+    ] = DEFAULT_MODEL,
+    clip_seconds: Annotated[float, typer.Option(help="Clip length in seconds.")] = 10.0,
+    fps: Annotated[float, typer.Option(help="Frames per second sampled for the model.")] = 6.0,
+    overlap: Annotated[float, typer.Option(help="Seconds shared by consecutive clips.")] = 1.0,
+    max_side: Annotated[
+        int, typer.Option(help="Decode frames with the longer side at most this (0: native).")
+    ] = 1008,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: an embedded local Ray.")
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option(help="Segment actors (default: one per GPU, or 1).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    storage_option: StorageOpt = None,
+) -> None:
+    """Index videos: find, segment and track every concept in every clip."""
+    from vidlake.pipeline.index_job import run_index
+
+    config = IndexConfig(
+        sources=tuple(sources),
+        index_uri=index_uri,
+        concepts=parse_concepts(concepts),
+        model=model,
+        clip_seconds=clip_seconds,
+        fps=fps,
+        overlap_s=overlap,
+        max_side=max_side or None,
+        address=address,
+        num_actors=actors,
+        device=device,
+        storage_options=parse_storage_options(storage_option),
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        summary = run_index(config, progress=_progress_reporter(progress))
+    for uri, error in summary.failures:
+        err.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
+    out.print(
+        f"indexed {summary.n_indexed} videos, failed {summary.n_failed}, "
+        f"skipped {summary.n_skipped} already indexed; {summary.n_clips} clips, "
+        f"{summary.n_masklets} masklets, {summary.n_frames} frames in {summary.wall_s:.1f} s "
+        f"({summary.frames_per_s:.1f} frames/s)",
+        highlight=False,
+    )
+    raise typer.Exit(1 if summary.n_failed else 0)
+
+
+@model_app.command("tiny")
+def model_tiny(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+) -> None:
+    """Write a tiny random SAM 3 for tests and offline demos (its detections are random)."""
+    from vidlake.model.tiny import build_tiny_sam3
+
+    path = build_tiny_sam3(out_dir, seed=seed)
+    out.print(f"wrote a tiny random SAM 3 to {path} (use --model {path})", highlight=False)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Argument(help="Working folder for the demo.")] = Path(
+        "vidlake-demo"
+    ),
+) -> None:
+    """Run the whole path offline: sample videos, a tiny SAM 3, an index, a query."""
+    from vidlake.jobs.demo import run_demo
+
+    run_demo(out_dir, out)
