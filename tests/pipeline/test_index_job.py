@@ -121,3 +121,19 @@ def test_rerun_skips_indexed_videos_and_adds_no_rows(indexed):
         k: before[k] for k in before if k != "runs"
     }
     assert after["runs"] == before["runs"] + 1
+
+
+def test_each_shape_has_one_track_over_the_whole_video(indexed, synthetic_corpus):
+    config, _ = indexed
+    store = IndexStore.open(config.index_uri)
+    masklets = store.dataset("masklets").to_table(columns=["video_id", "concept", "track_id"])
+    clips = store.dataset("clips").to_table(columns=["video_id", "video_uri"]).to_pylist()
+    uri_of = {c["video_id"]: c["video_uri"] for c in clips}
+    tracks: dict[tuple[str, str], set[str]] = {}
+    for row in masklets.to_pylist():
+        tracks.setdefault((uri_of[row["video_id"]], row["concept"]), set()).add(row["track_id"])
+    expected = {(v.uri, c) for v in synthetic_corpus for c in v.concepts}
+    assert set(tracks) == expected
+    # Every shape spans several clips (2 s clips over 4-8 s videos) yet keeps one id.
+    assert {k: len(v) for k, v in tracks.items()} == dict.fromkeys(expected, 1)
+    assert len({t for ids in tracks.values() for t in ids}) == len(expected)

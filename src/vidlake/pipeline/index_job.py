@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from vidlake.config import IndexConfig
 from vidlake.errors import VidlakeError
+from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
-from vidlake.records import VideoInfo, VideoSource
+from vidlake.records import VideoInfo, VideoSource, stable_id
 from vidlake.store import schema
 from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
 
@@ -237,7 +238,11 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
         )
         .map(
             stages.write_row,
-            fn_kwargs={"index_uri": store.uri, "storage_options": opts},
+            fn_kwargs={
+                "index_uri": store.uri,
+                "overlap_s": config.overlap_s,
+                "storage_options": opts,
+            },
             num_cpus=0.25,
         )
     )
@@ -251,9 +256,13 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     total = len(clip_rows)
     progress("segment", 0, total)
 
+    pending_tracks: dict[str, str] = {}
+
     def flush() -> None:
         for table in PER_VIDEO_TABLES:
             store.commit_fragments(table, pending_fragments.pop(table, []))
+        store.set_track_ids(pending_tracks)
+        pending_tracks.clear()
         store.upsert_videos(pending_rows)
         pending_rows.clear()
 
@@ -271,6 +280,8 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
             store.upsert_videos([failed_row(src, info, errors[0])])
             continue
         n_masklets = sum(int(r["n_masklets"]) for r in rows)
+        tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
+        pending_tracks.update((m, t) for m, t in tracks.items() if t != stable_id("track", vid, m))
         for r in rows:
             for table, blob in pickle.loads(r["fragments"]).items():
                 pending_fragments[table].append(blob)

@@ -123,18 +123,35 @@ class SegmentStage:
 
 
 def write_row(
-    row: dict[str, Any], index_uri: str, storage_options: dict | None = None
+    row: dict[str, Any], index_uri: str, overlap_s: float, storage_options: dict | None = None
 ) -> dict[str, Any]:
-    """Writes one clip's rows as uncommitted Lance fragments; the driver commits them per video."""
+    """Writes one clip's rows as uncommitted Lance fragments; the driver commits them per video.
+
+    The row also carries the clip's boundary (masks on its overlap frames) for stitching.
+    """
+    from vidlake.operators.stitch import clip_boundary
     from vidlake.store.tables import write_fragments
 
     out = {k: row[k] for k in ("video_id", "video_uri", "clip_index", "n_frames", "error")}
     if row["error"]:
-        return {**out, "fragments": b"", "n_masklets": 0}
+        return {**out, "fragments": b"", "boundary": b"", "n_masklets": 0}
     tables = pickle.loads(row["tables"])
     fragments = write_fragments(index_uri, tables, storage_options)
+    clip = tables["clips"].to_pylist()[0]
+    boundary = clip_boundary(
+        clip_index=clip["clip_index"],
+        start_s=clip["start_s"],
+        end_s=clip["end_s"],
+        overlap_s=overlap_s,
+        frame_indices=np.asarray(clip["frame_indices"]),
+        times_s=np.asarray(clip["frame_times_s"]),
+        masklets=tables["masklets"]
+        .select(["masklet_id", "concept", "frame_idx", "masks"])
+        .to_pylist(),
+    )
     return {
         **out,
         "fragments": pickle.dumps(fragments),
+        "boundary": pickle.dumps(boundary),
         "n_masklets": tables["masklets"].num_rows,
     }

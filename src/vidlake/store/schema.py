@@ -185,12 +185,13 @@ def _masklet_row(result: ClipResult, m: Masklet, thumbnail: bytes) -> dict:
     spec = result.spec
     frame_idx = np.asarray(m.frame_idx, dtype=np.int32)
     times = spec.times_s[frame_idx] if len(frame_idx) else np.zeros(0)
+    masklet_id = stable_id("masklet", spec.clip_id, m.object_id)
     return {
-        "masklet_id": stable_id("masklet", spec.clip_id, m.object_id),
+        "masklet_id": masklet_id,
         "clip_id": spec.clip_id,
         "video_id": spec.video_id,
-        # Per-clip until clips are stitched into video-long tracks.
-        "track_id": stable_id("track", spec.clip_id, m.object_id),
+        # A track of its own until stitching joins it to the same object in neighbour clips.
+        "track_id": stable_id("track", spec.video_id, masklet_id),
         "object_id": int(m.object_id),
         "concept": m.concept,
         "score": m.score,
@@ -255,3 +256,24 @@ def clip_tables(
         "masklets": pa.Table.from_pylist(masklets, schema=MASKLETS),
         "concept_hits": pa.Table.from_pylist(list(hits.values()), schema=CONCEPT_HITS),
     }
+
+
+# ---- query-side tables (built by vidlake.query.indexes) ----------------------------------------
+
+CONCEPT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
+CONCEPT_SOURCE_VOCABULARY = "vocabulary"  # indexed by an index job over every clip
+CONCEPT_SOURCE_VERIFIED = "verified"  # verified at query time on candidate clips only
+
+CONCEPTS = _schema(
+    [
+        ("concept", pa.string()),
+        ("embedding", pa.list_(pa.float32(), CONCEPT_EMBEDDING_DIM)),
+        ("n_clips", pa.int64()),
+        ("source", pa.string()),
+        ("model_id", pa.string()),
+        ("n_clips_checked", pa.int64()),
+        ("updated_at", TIMESTAMP),
+    ]
+)
+
+TABLES["concepts"] = CONCEPTS

@@ -159,6 +159,18 @@ class IndexStore:
             .execute(table)
         )
 
+    def set_track_ids(self, track_ids: dict[str, str]) -> None:
+        """Sets masklets' track_id (masklet_id -> track_id), as clip stitching decided them."""
+        if not track_ids:
+            return
+        table = pa.table(
+            {
+                "masklet_id": pa.array(list(track_ids), pa.string()),
+                "track_id": pa.array(list(track_ids.values()), pa.string()),
+            }
+        )
+        self.dataset("masklets").merge_insert("masklet_id").when_matched_update_all().execute(table)
+
     def append_run(self, row: dict) -> None:
         lance.write_dataset(
             pa.Table.from_pylist([row], schema=TABLES["runs"]),
@@ -200,6 +212,10 @@ class IndexStore:
             ds = self.dataset(table)
             if ds.count_rows() > 0:
                 ds.create_scalar_index("clip_id", "BTREE", replace=True)
+        masklets = self.dataset("masklets")
+        if masklets.count_rows() > 0:
+            # merge_insert of stitched track ids looks masklets up by this key.
+            masklets.create_scalar_index("masklet_id", "BTREE", replace=True)
 
     def compact_if_fragmented(self) -> list[str]:
         """Compacts tables with many small fragments (one per clip is what jobs leave)."""
