@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from vidlake.errors import UsageError
+from vidlake.records import Prompt
 
 DEFAULT_MODEL = "facebook/sam3"
 MAX_CONCEPT_CHARS = 200
@@ -47,10 +48,20 @@ class IndexConfig:
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     videos_per_commit: int = 1
+    prune: bool = False
+    # Named prompts beyond text: exemplar boxes on a reference frame (vidlake.model.prompts).
+    prompts: tuple[Prompt, ...] = ()
+    # At most this many objects per clip, the highest scores kept; None: the model's own limit.
+    max_objects: int | None = None
 
     def __post_init__(self) -> None:
+        from vidlake.model.prompts import validate_prompts
+
         if not self.sources:
             raise UsageError("no video sources given")
+        validate_prompts(self.concepts, self.prompts)
+        if self.max_objects is not None and self.max_objects < 1:
+            raise UsageError(f"--max-objects must be >= 1, got {self.max_objects}")
         if self.clip_seconds <= 0:
             raise UsageError(f"--clip-seconds must be > 0, got {self.clip_seconds}")
         if not 0 <= self.overlap_s < self.clip_seconds:
@@ -62,8 +73,22 @@ class IndexConfig:
         if self.num_actors is not None and self.num_actors < 1:
             raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
 
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Every concept name masklets of this job can carry: the concepts, then prompt names."""
+        return (*self.concepts, *(p.name for p in self.prompts))
+
+    def vocabulary_key(self) -> list[str]:
+        """What the vocabulary hash must cover: the concepts and each prompt in full (JSON), so
+        moving an exemplar box reindexes a video as a new concept would."""
+        return [
+            *self.concepts,
+            *(json.dumps(p.describe(), sort_keys=True) for p in self.prompts),
+        ]
+
     def to_json(self) -> str:
         """The arguments as recorded in the `runs` table (storage option values redacted)."""
         d = asdict(self)
         d["storage_options"] = {k: "***" for k in self.storage_options}
+        d["prompts"] = [p.describe() for p in self.prompts]
         return json.dumps(d, sort_keys=True)

@@ -24,3 +24,7 @@ class VideoError(VidlakeError):
 
     Inside the index job this is data, not a crash: the video gets a failed row with this message.
     """
+
+
+class EmptySourceError(UsageError):
+    """A folder, glob, prefix or manifest that exists but names no video: nothing to index."""

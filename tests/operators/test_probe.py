@@ -149,3 +149,14 @@ def test_manifest_on_a_remote_filesystem_resolves_relative_uris(
         assert probe_video(source.uri).n_frames == synthetic_corpus[0].n_frames
     finally:
         fs.rm("/vidlake-manifest", recursive=True)
+
+
+def test_a_source_without_videos_is_a_usage_error(tmp_path: Path) -> None:
+    from vidlake.errors import EmptySourceError, UsageError
+
+    (tmp_path / "notes.txt").write_text("no videos here")
+    with pytest.raises(EmptySourceError, match="no video files") as caught:
+        list_videos(str(tmp_path))
+    assert isinstance(caught.value, UsageError)
+    with pytest.raises(EmptySourceError, match="no files match"):
+        list_videos(str(tmp_path / "*.mp4"))

@@ -30,7 +30,7 @@ def index(
     index_uri: IndexOpt,
     concepts: Annotated[
         str, typer.Option("--concepts", "-c", help="Comma-separated noun phrases.")
-    ],
+    ] = "",
     model: Annotated[
         str, typer.Option(help="SAM 3 checkpoint: hub id, local folder or s3:// URI.")
     ] = DEFAULT_MODEL,
@@ -47,15 +47,46 @@ def index(
         int | None, typer.Option(help="Segment actors (default: one per GPU, or 1).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    prune: Annotated[
+        bool, typer.Option(help="Delete indexed videos these sources no longer list.")
+    ] = False,
     storage_option: StorageOpt = None,
+    exemplar: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Exemplar box VIDEO:FRAME:x0,y0,x1,y1[:neg] in source pixels (repeatable); "
+            "boxes on one VIDEO:FRAME form one prompt, searched for in every clip."
+        ),
+    ] = None,
+    exemplar_name: Annotated[
+        list[str] | None,
+        typer.Option(help="Name of each exemplar prompt, in order (default exemplar-N)."),
+    ] = None,
+    exemplar_text: Annotated[
+        list[str] | None,
+        typer.Option(help="Phrase to combine with each exemplar prompt's boxes, in order."),
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="JSON prompt file: [{name, text, video, frame, boxes, negative_boxes}]."),
+    ] = None,
+    max_objects: Annotated[
+        int | None,
+        typer.Option(help="Keep at most this many objects per clip (highest scores)."),
+    ] = None,
 ) -> None:
     """Index videos: find, segment and track every concept in every clip."""
+    from vidlake.model.prompts import load_prompt_file, parse_exemplars
     from vidlake.pipeline.index_job import run_index
+
+    named = parse_exemplars(exemplar or [], exemplar_name or [], exemplar_text or [])
+    if prompts is not None:
+        named += load_prompt_file(prompts)
 
     config = IndexConfig(
         sources=tuple(sources),
         index_uri=index_uri,
-        concepts=parse_concepts(concepts),
+        concepts=parse_concepts(concepts) if concepts.strip() or not named else (),
         model=model,
         clip_seconds=clip_seconds,
         fps=fps,
@@ -65,6 +96,9 @@ def index(
         num_actors=actors,
         device=device,
         storage_options=parse_storage_options(storage_option),
+        prune=prune,
+        prompts=named,
+        max_objects=max_objects,
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -79,7 +113,9 @@ def index(
         err.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
     out.print(
         f"indexed {summary.n_indexed} videos, failed {summary.n_failed}, "
-        f"skipped {summary.n_skipped} already indexed; {summary.n_clips} clips, "
+        f"skipped {summary.n_skipped} already indexed"
+        + (f", pruned {summary.n_pruned}" if summary.n_pruned else "")
+        + f"; {summary.n_clips} clips, "
         f"{summary.n_masklets} masklets, {summary.n_frames} frames in {summary.wall_s:.1f} s "
         f"({summary.frames_per_s:.1f} frames/s)",
         highlight=False,

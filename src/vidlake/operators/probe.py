@@ -16,7 +16,7 @@ import fsspec
 from fsspec.core import has_magic, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from vidlake.errors import VideoError
+from vidlake.errors import EmptySourceError, VideoError
 from vidlake.records import VideoInfo, VideoSource
 
 logger = logging.getLogger(__name__)
@@ -120,14 +120,14 @@ def list_videos(source: str, storage_options: dict | None = None) -> list[VideoS
     if has_magic(path):
         found = [p for p in fs.glob(path) if fs.isfile(p)]
         if not found:
-            raise VideoError(f"no files match the glob {source}")
+            raise EmptySourceError(f"no files match the glob {source}")
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
     if not fs.exists(path):
         raise VideoError(f"video source not found: {source}")
     if fs.isdir(path):
         found = [p for p in fs.find(path) if _has_video_extension(p)]
         if not found:
-            raise VideoError(
+            raise EmptySourceError(
                 f"no video files (extensions {sorted(VIDEO_EXTENSIONS)}) under {source}"
             )
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
@@ -157,7 +157,7 @@ def _read_manifest(
         item = _source(entry_fs, entry_path)
         sources[item.uri] = item
     if not sources:
-        raise VideoError(f"manifest lists no videos: {source}")
+        raise EmptySourceError(f"manifest lists no videos: {source}")
     return sorted(sources.values(), key=lambda s: s.uri)
 
 

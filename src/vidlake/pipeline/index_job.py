@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vidlake.config import IndexConfig
-from vidlake.errors import VidlakeError
+from vidlake.errors import EmptySourceError, VidlakeError
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
 from vidlake.records import VideoInfo, VideoSource, stable_id
 from vidlake.store import schema
+from vidlake.store.object_store import fsspec_options, lance_options, preflight
 from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class RunSummary:
     n_indexed: int = 0
     n_failed: int = 0
     n_skipped: int = 0
+    n_pruned: int = 0
     n_clips: int = 0
     n_masklets: int = 0
     n_frames: int = 0
@@ -59,7 +61,11 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
     missing: list[tuple[VideoSource, str]] = []
     for source in config.sources:
         try:
-            videos = list_videos(source, storage_options=config.storage_options or None)
+            videos = list_videos(
+                source, storage_options=fsspec_options(source, config.storage_options) or None
+            )
+        except EmptySourceError:
+            raise  # nothing to index there: a usage error, before any cluster work
         except VidlakeError as exc:
             missing.append((VideoSource(uri=source, size=0, version="missing"), str(exc)))
             continue
@@ -107,6 +113,9 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         ray.init(
+            # "local": always a new embedded Ray; without it ray.init joins any cluster that
+            # `ray start` left running on this machine (and refuses num_cpus there).
+            address="local",
             num_cpus=os.cpu_count() or 1,
             include_dashboard=False,
             logging_level=logging.WARNING,
@@ -139,17 +148,25 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:16]
     summary = RunSummary(run_id=run_id)
-    opts = config.storage_options or None
+    # Options and AWS variables resolved once, here; workers get the result with their tasks.
+    opts = lance_options(config.storage_options) or None
 
     from vidlake.model import check_model
 
     check_model(config.model)  # a bad --model is a usage error before any work starts
-    store = IndexStore.create(config.index_uri, opts)
-    store.delete_orphans()
+    preflight(config.index_uri, config.sources, opts)  # endpoint, credentials, buckets
     sources, missing = list_sources(config)
+    store = IndexStore.create(config.index_uri, opts)
     todo, skipped, stale = select_todo(store, sources, config)
     summary.n_skipped = len(skipped)
+    # Rows of videos this job is about to (re)do: changed ones, and those a killed job left
+    # without their commit marker. Only this job's videos: a concurrent job's in-flight rows
+    # look the same and must stay.
     store.delete_videos(stale)
+    store.delete_orphans(only=[s.video_id for s in todo])
+    if config.prune:
+        listed = {s.video_id for s in sources} | {s.video_id for s, _ in missing}
+        summary.n_pruned = store.prune_videos(keep=listed)
 
     def failed_row(src: VideoSource, info: VideoInfo | None, error: str) -> dict:
         summary.n_failed += 1
@@ -213,7 +230,7 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     import ray
     from ray.data import ActorPoolStrategy
 
-    opts = config.storage_options or None
+    opts = store.storage_options
     gpus = _cluster_gpus()
     n_actors = config.num_actors or max(1, gpus)
     segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidlake.errors import IndexNotFoundError, VidlakeError
+from vidlake.store.object_store import lance_options
 from vidlake.store.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
@@ -78,7 +79,8 @@ class IndexStore:
 
     def __init__(self, uri: str, storage_options: dict | None = None):
         self.uri = normalize_uri(uri)
-        self.storage_options = storage_options or None
+        # Lance's keys, with the AWS variables filled in (see store/object_store.py).
+        self.storage_options = lance_options(storage_options) or None
 
     @classmethod
     def open(cls, uri: str, storage_options: dict | None = None) -> IndexStore:
@@ -103,14 +105,19 @@ class IndexStore:
             try:
                 ds = store.dataset(name)
             except (ValueError, OSError, FileNotFoundError):
-                lance.write_dataset(
-                    schema.empty_table(),
-                    table_uri(store.uri, name),
-                    mode="create",
-                    data_storage_version=DATA_STORAGE_VERSION,
-                    storage_options=store.storage_options,
-                )
-                continue
+                try:
+                    lance.write_dataset(
+                        schema.empty_table(),
+                        table_uri(store.uri, name),
+                        mode="create",
+                        data_storage_version=DATA_STORAGE_VERSION,
+                        storage_options=store.storage_options,
+                    )
+                    continue
+                except (ValueError, OSError) as exc:
+                    # Another job created it between our check and our create: use theirs.
+                    log.debug("table %s appeared concurrently: %s", name, exc)
+                    ds = store.dataset(name)
             store._check_version(ds.schema)
         return store
 
@@ -190,18 +197,31 @@ class IndexStore:
             for table in tables:
                 self.dataset(table).delete(where)
 
-    def delete_orphans(self) -> int:
-        """Deletes clip-level rows of videos without an `indexed` row (left by a killed job)."""
+    def delete_orphans(self, only: Iterable[str] | None = None) -> int:
+        """Deletes clip-level rows of videos without an `indexed` row (left by a killed job).
+
+        only: restrict to these video ids (what a job is about to redo); None: every video,
+        safe only when no other job is writing the index.
+        """
         indexed = set(self.indexed_video_ids().to_pylist())
         present = set()
         for table in PER_VIDEO_TABLES:
             col = self.dataset(table).to_table(columns=["video_id"]).column("video_id")
             present.update(pc.unique(col).to_pylist())
         orphans = present - indexed
+        if only is not None:
+            orphans &= set(only)
         if orphans:
             log.info("deleting rows of %d videos left half-written by an earlier job", len(orphans))
             self.delete_videos(orphans, include_video_rows=False)
         return len(orphans)
+
+    def prune_videos(self, keep: set[str]) -> int:
+        """Deletes every video (and its rows) whose id is not in KEEP; returns how many."""
+        ids = set(self.videos(columns=["video_id"]).column("video_id").to_pylist())
+        gone = ids - keep
+        self.delete_videos(gone)
+        return len(gone)
 
     def build_indexes(self) -> None:
         """Scalar indexes for the lookups queries make (rebuilt so they cover new fragments)."""

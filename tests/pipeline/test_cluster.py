@@ -1,0 +1,90 @@
+"""The index job on a multi-node Ray cluster (`ray.cluster_utils.Cluster`: a head and two
+worker nodes as processes on this machine), including the loss of a worker node mid-job."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vidlake.config import IndexConfig
+from vidlake.pipeline.index_job import run_index
+from vidlake.store.tables import IndexStore
+
+CONCEPTS = ("red square", "blue circle", "green triangle", "yellow star")
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    # The head runs no tasks: all work lands on the two workers, so removing one matters.
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [c.add_node(num_cpus=2) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def config_for(sources: list[str], index: str, address: str) -> IndexConfig:
+    return IndexConfig(
+        sources=tuple(sources), index_uri=index, concepts=CONCEPTS, model="synthetic:color",
+        clip_seconds=2.0, fps=3.0, overlap_s=0.5, max_side=None, address=address, num_actors=2,
+    )  # fmt: skip
+
+
+def test_losing_a_worker_node_mid_job_still_gives_the_full_index(
+    cluster, synthetic_corpus, tmp_path
+):
+    c, workers = cluster
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for copy in range(3):
+        for video in synthetic_corpus:
+            shutil.copy(video.uri, folder / f"{copy}_{Path(video.uri).name}")
+    index = str(tmp_path / "idx")
+    result: dict = {}
+
+    def job() -> None:
+        try:
+            result["summary"] = run_index(config_for([str(folder)], index, c.address))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not (Path(index) / "videos.lance").exists() or not _indexed(index):
+        assert thread.is_alive(), result
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    c.remove_node(workers[0])  # kills its raylet, its tasks and its actors
+    thread.join(timeout=600)
+    summary = result["summary"]
+    assert summary.n_indexed == 9 and summary.n_failed == 0
+
+    store = IndexStore.open(index)
+    assert store.counts()["videos"] == 9
+    for table, key in [("clips", "clip_id"), ("masklets", "masklet_id")]:
+        ids = store.dataset(table).to_table(columns=[key]).column(key).to_pylist()
+        assert len(ids) == len(set(ids))
+    # Every video has all its clips: 2 s clips with 0.5 s overlap over 8, 6 and 4 s videos.
+    n_clips = {r["uri"]: r["n_clips"] for r in store.videos().to_pylist()}
+    per_video = store.dataset("clips").to_table(columns=["video_uri"]).column("video_uri")
+    for uri, n in n_clips.items():
+        assert per_video.to_pylist().count(uri) == n > 0
+
+
+def _indexed(index: str) -> int:
+    try:
+        return len(IndexStore.open(index).indexed_video_ids())
+    except Exception:  # noqa: BLE001 - the index may be mid-creation; poll again
+        return 0
