@@ -88,3 +88,24 @@ def _indexed(index: str) -> int:
         return len(IndexStore.open(index).indexed_video_ids())
     except Exception:  # noqa: BLE001 - the index may be mid-creation; poll again
         return 0
+
+
+def test_cli_address_runs_the_job_on_an_existing_cluster(cluster, synthetic_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    import ray
+
+    c, _ = cluster
+    drivers_before = len(ray._private.state.jobs())
+    index = str(tmp_path / "idx")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "vidlake"), "index", synthetic_corpus[2].uri,
+         "--index", index, "--concepts", "red square", "--model", "synthetic:color",
+         "--clip-seconds", "2", "--fps", "2", "--max-side", "0", "--address", c.address],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "indexed 1 videos" in proc.stdout
+    # The CLI's driver registered with this cluster's GCS instead of starting its own Ray.
+    assert len(ray._private.state.jobs()) == drivers_before + 1
