@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,121 @@ def tiny_sam3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vidlake.model.tiny import build_tiny_sam3
 
     return build_tiny_sam3(tmp_path_factory.mktemp("tiny_sam3"), seed=0)
+
+
+# -- object storage: a real S3 protocol server (moto in server mode) on 127.0.0.1 ---------------
+
+
+class MotoS3:
+    """A moto S3 (and IAM) server on 127.0.0.1, and how to reach it.
+
+    `options` are --storage-option values (Lance keys), `env` the AWS variables that say the
+    same; `bucket()` makes a fresh bucket. moto keeps its state per process, so buckets are
+    never shared between tests. With `require_auth()` the server checks signatures against
+    IAM users, the only way moto tells right credentials from wrong ones.
+    """
+
+    ACCESS_KEY = "testing"
+    SECRET_KEY = "testing"
+    REGION = "us-east-1"
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.options = {
+            "aws_endpoint": endpoint,
+            "aws_region": self.REGION,
+            "aws_access_key_id": self.ACCESS_KEY,
+            "aws_secret_access_key": self.SECRET_KEY,
+            "allow_http": "true",
+        }
+        self.env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": self.REGION,
+            "AWS_DEFAULT_REGION": self.REGION,
+            "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/nonexistent/vidlake-test-aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/vidlake-test-aws-credentials",
+        }
+
+    def client(self, service: str = "s3"):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.REGION,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+        )
+
+    def bucket(self, prefix: str = "vidlake") -> str:
+        import uuid
+
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def upload(self, paths: list[Path | str], bucket: str, prefix: str) -> list[str]:
+        """Uploads local files under s3://bucket/prefix/; returns their URIs."""
+        s3 = self.client()
+        uris = []
+        for path in paths:
+            key = f"{prefix.strip('/')}/{Path(path).name}"
+            s3.upload_file(str(path), bucket, key)
+            uris.append(f"s3://{bucket}/{key}")
+        return uris
+
+    @contextlib.contextmanager
+    def require_auth(self):
+        """Yields (access key id, secret) of an IAM user allowed s3:*; other keys are refused."""
+        import json
+        import urllib.request
+        import uuid
+
+        iam = self.client("iam")
+        user = f"vidlake-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        allow_s3 = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [allow_s3]}
+        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+
+        def set_auth(count: str) -> None:
+            request = urllib.request.Request(
+                f"{self.endpoint}/moto-api/reset-auth",
+                data=count.encode(),
+                method="POST",
+                headers={"Content-Type": "text/plain"},  # a form body would reach moto empty
+            )
+            urllib.request.urlopen(request, timeout=10).read()
+
+        set_auth("0")
+        try:
+            yield key["AccessKeyId"], key["SecretAccessKey"]
+        finally:
+            set_auth("inf")
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """A moto S3 server on 127.0.0.1 (a free port) for the whole session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield MotoS3(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def moto_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    """moto_s3 with its AWS variables set for this test, its subprocesses and Ray workers."""
+    for name, value in moto_s3.env.items():
+        monkeypatch.setenv(name, value)
+    return moto_s3

@@ -14,6 +14,7 @@ import numpy as np
 
 from vidlake.errors import VidlakeError
 from vidlake.records import ClipResult, ClipSpec, VideoInfo
+from vidlake.store.object_store import fsspec_options
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def probe_row(row: dict[str, Any], storage_options: dict | None = None) -> dict[
     from vidlake.operators.probe import probe_video
 
     try:
-        info = probe_video(row["uri"], storage_options=storage_options)
+        info = probe_video(row["uri"], storage_options=fsspec_options(row["uri"], storage_options))
     except VidlakeError as exc:
         return {**row, "info": b"", "error": str(exc)}
     return {**row, "info": pickle.dumps(info), "error": ""}
@@ -68,7 +69,11 @@ def decode_row(
     from vidlake.operators.decode import decode_clip
 
     try:
-        frames = decode_clip(row_to_spec(row), storage_options=storage_options, max_side=max_side)
+        frames = decode_clip(
+            row_to_spec(row),
+            storage_options=fsspec_options(row["video_uri"], storage_options),
+            max_side=max_side,
+        )
     except VidlakeError as exc:
         return {**row, "frames": _EMPTY_FRAMES, "error": str(exc)}
     return {**row, "frames": frames, "error": ""}

@@ -1,0 +1,121 @@
+"""`vidlake compact` and `vidlake runs`: index maintenance and the history of index jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vidlake.errors import UsageError
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration from "7d", "12h", "30m", "90s", "2w" or plain seconds ("0")."""
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise UsageError(f"--retention {text!r} is not a duration; use e.g. 7d, 12h, 30m, 90s or 0")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@app.command()
+def compact(
+    index_uri: IndexOpt,
+    retention: Annotated[
+        str, typer.Option(help="Keep versions younger than this (7d, 12h, 0: only the latest).")
+    ] = "7d",
+    delete_unverified: Annotated[
+        bool,
+        typer.Option(
+            help="Also delete uncommitted files of killed jobs, however young; only when no "
+            "index job is running on this index."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Compact every table, refresh its indexes and delete versions older than --retention."""
+    import dataclasses
+
+    from vidlake.store.maintenance import compact as compact_index
+    from vidlake.store.tables import IndexStore
+
+    keep = parse_duration(retention)
+    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    report = compact_index(store, keep, delete_unverified=delete_unverified)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(r) for r in report], indent=2))
+        return
+    table = Table(title=f"compacted {store.uri} (versions older than {keep} removed)")
+    for col in ("table", "fragments", "versions", "bytes", "version"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for r in report:
+        table.add_row(
+            r.table,
+            f"{r.fragments_before} → {r.fragments_after}",
+            f"{r.versions_before} → {r.versions_after}",
+            f"{_size(r.bytes_before)} → {_size(r.bytes_after)}",
+            str(r.version_after),
+        )
+    out.print(table)
+
+
+@app.command()
+def runs(
+    index_uri: IndexOpt,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """List the index jobs run on an index: when, status, counts, throughput, arguments."""
+    from vidlake.store.maintenance import list_runs
+    from vidlake.store.tables import IndexStore
+
+    if limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    rows = list_runs(store, limit).to_pylist()
+    if as_json:
+        for row in rows:
+            for key in ("started_at", "finished_at"):
+                row[key] = row[key].isoformat() if row[key] else None
+            for key in ("arguments", "versions"):
+                row[key] = json.loads(row[key]) if row[key] else {}
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(f"no runs recorded in {store.uri}", highlight=False)
+        return
+    table = Table(title=f"{len(rows)} runs, newest first")
+    for col in ("run", "started (UTC)", "status", "indexed", "failed", "skipped", "clips"):
+        table.add_column(col)
+    table.add_column("frames/s", justify="right")
+    table.add_column("wall s", justify="right")
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-",
+            r["status"],
+            str(r["n_videos_indexed"]),
+            str(r["n_videos_failed"]),
+            str(r["n_videos_skipped"]),
+            str(r["n_clips"]),
+            f"{r['frames_per_s']:.1f}",
+            f"{r['wall_s']:.1f}",
+        )
+    out.print(table)
