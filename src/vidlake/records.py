@@ -106,3 +106,41 @@ class ClipResult:
     width: int
     masklets: list[Masklet] = field(default_factory=list)
     thumbnail: bytes = b""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A named concept prompt: a text phrase, exemplar boxes on a reference frame, or both.
+
+    Masklets found with it are stored under `name`. boxes: xyxy in pixels of the reference
+    frame (frame `frame_index` of `video_uri`, at the video's native size); positive[i] says
+    whether box i shows the concept (True) or something that is not it (False). A prompt with
+    no boxes is a text prompt stored under a name other than its text. Like a text concept,
+    the prompt is applied to every clip of every video, not only to the reference video.
+    reference_frame: (H, W, 3) uint8 RGB pixels of the reference frame, attached by
+    `vidlake.model.prompts.with_reference_frames` where the segmenter runs; None on the
+    driver and in the recorded configuration.
+    """
+
+    name: str
+    text: str | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    positive: tuple[bool, ...] = ()
+    video_uri: str | None = None
+    frame_index: int | None = None
+    reference_frame: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def has_exemplars(self) -> bool:
+        return len(self.boxes) > 0
+
+    def describe(self) -> dict:
+        """The prompt as JSON-ready data, without the reference frame's pixels."""
+        return {
+            "name": self.name,
+            "text": self.text,
+            "boxes": [list(b) for b in self.boxes],
+            "positive": list(self.positive),
+            "video_uri": self.video_uri,
+            "frame_index": self.frame_index,
+        }

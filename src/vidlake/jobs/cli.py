@@ -6,6 +6,7 @@ User errors (VidlakeError) print one line and exit 2; `index` exits 1 when some 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -53,6 +54,9 @@ def _register_commands() -> None:
 def main() -> None:
     _register_commands()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The hub client logs every retry of an unreachable checkpoint; the one-line error says it.
+    # (An env default, because huggingface_hub sets its log level when it is first imported.)
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     try:
         app()
     except VidlakeError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from vidlake.errors import UsageError
 from vidlake.model.checkpoint import DEFAULT_MODEL, resolve_checkpoint
+from vidlake.model.prompts import check_prompts
 from vidlake.model.segmenter import ConceptSegmenter
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "ConceptSegmenter",
     "check_model",
+    "check_prompts",
     "load_segmenter",
     "resolve_checkpoint",
 ]
@@ -63,12 +65,12 @@ def check_model(spec: str = DEFAULT_MODEL, **kwargs: Any) -> None:
     if ":" in spec and "://" not in spec:
         _plugin_class(spec)
         return
-    from vidlake.model.checkpoint import load_checkpoint_config
+    from vidlake.model.checkpoint import check_checkpoint_config
 
     path = resolve_checkpoint(
         spec, cache_dir=kwargs.get("cache_dir"), storage_options=kwargs.get("storage_options")
     )
-    load_checkpoint_config(spec, path)
+    check_checkpoint_config(spec, path)
 
 
 def _load_plugin(spec: str, device: str, **kwargs: Any) -> ConceptSegmenter:

@@ -63,12 +63,48 @@ def resolve_checkpoint(
     return spec
 
 
-def load_checkpoint_config(spec: str, path: str):
-    """The transformers config of a resolved checkpoint; CheckpointError unless it is SAM 3 video.
+def checkpoint_file(spec: str, path: str, filename: str) -> Path | None:
+    """One file of a resolved checkpoint (local folder or hub id); None if it has no such file.
 
-    For a hub id this fetches only config.json, so gated, missing or unreachable checkpoints
-    fail here, in one line, before any weights or cluster work.
+    For a hub id only that file is fetched (into the hub cache), so gated, missing or
+    unreachable checkpoints fail here, in one line, before any weights or cluster work.
     """
+    local = Path(path)
+    if local.is_dir():
+        found = local / filename
+        return found if found.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(path, filename))
+    except LocalEntryNotFoundError as exc:  # offline or unreachable, not a missing file
+        raise load_error(spec, exc) from exc
+    except EntryNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # hub errors are OSErrors; load_error words them
+        raise load_error(spec, exc) from exc
+
+
+def check_checkpoint_config(spec: str, path: str) -> None:
+    """CheckpointError unless the resolved checkpoint is a reachable SAM 3 video checkpoint.
+
+    Reads config.json as JSON rather than through transformers: the driver checks the model
+    without importing transformers (seconds and hundreds of MiB it never uses otherwise).
+    """
+    config_path = checkpoint_file(spec, path, "config.json")
+    if config_path is None:
+        raise CheckpointError(f"checkpoint {spec} has no config.json; {_ACCESS_HINT}")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {spec}: unreadable config.json ({exc})") from exc
+    if model_type != SAM3_VIDEO_MODEL_TYPE:
+        raise CheckpointError(wrong_model_message(spec, model_type))
+
+
+def load_checkpoint_config(spec: str, path: str):
+    """The transformers config of a resolved checkpoint; CheckpointError unless SAM 3 video."""
     from transformers import AutoConfig
 
     try:

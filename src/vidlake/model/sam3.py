@@ -4,6 +4,27 @@ One inference session per clip, every concept of the vocabulary added to it as a
 so each frame goes through the vision backbone once whatever the number of concepts. Outputs are
 drained frame by frame: masks are encoded to COCO RLE as soon as a frame comes out of the model,
 so a clip never holds more than one frame of full-resolution masks.
+
+Exemplar prompts (boxes on a reference frame, positive or negative, with or without a phrase).
+transformers' video session takes text prompts only; its detector (`Sam3Model`) takes boxes as
+`input_boxes` and turns them, in its geometry encoder, into prompt tokens (ROI-pooled features
+of the boxes on *that image* plus box position and label embeddings, refined by attention to
+that image's features) that it appends to the text tokens before the DETR encoder. What we do:
+encode the boxes once per clip on the reference frame's features with that same geometry
+encoder, concatenate the tokens to the phrase's text tokens exactly as `Sam3Model.forward`
+does, and put the result in the session's prompt-embedding cache (`prompt_embeddings` /
+`prompt_attention_masks`, which `Sam3VideoModel.run_detection` reads before it would encode the
+text). Every frame of every clip is then detected with "this phrase and what these boxes show
+on the reference frame", and the tracker works unchanged. On the reference frame itself this is
+bit-for-bit what passing `input_boxes` to the detector gives (tests check it); elsewhere it is
+how SAM 3's own video predictor uses a visual prompt (encoded on its frame, reused on the
+others), and it is what makes an exemplar a concept that can be searched for in other videos.
+A prompt with boxes and no phrase is encoded with the text "visual", as `Sam3Processor` does.
+Cost: one extra backbone pass per distinct reference frame per clip.
+
+`max_objects` caps the objects tracked at once (the session's `max_num_objects`: new detections
+beyond it are dropped, highest scores kept, so tracker memory stays bounded) and then the
+masklets returned (highest scores kept), so a clip never yields more than the cap.
 """
 
 from __future__ import annotations
@@ -20,8 +41,10 @@ from vidlake.model.checkpoint import (
     load_error,
     resolve_checkpoint,
 )
+from vidlake.model.prompts import normalised_boxes, prompt_text
+from vidlake.model.segmenter import cap_masklets
 from vidlake.operators.encode import encode_rles
-from vidlake.records import Masklet
+from vidlake.records import Masklet, Prompt
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +115,21 @@ class Sam3Segmenter:
         )
         logger.info("loaded SAM 3 %s on %s", checkpoint, self.device)
 
-    def segment(self, frames: np.ndarray, concepts: Sequence[str]) -> list[Masklet]:
-        """Masklets of every object of every concept in the clip, from one pass over its frames.
+    def segment(
+        self,
+        frames: np.ndarray,
+        concepts: Sequence[str],
+        prompts: Sequence[Prompt] | None = None,
+        max_objects: int | None = None,
+    ) -> list[Masklet]:
+        """Masklets of every object of every concept and prompt in the clip, in one pass.
 
         frames: (T, H, W, 3) uint8 RGB. Boxes are xyxy in pixels of these frames and masks are
-        RLEs at (H, W). Object ids come from the model's session and are unique in the result;
-        masklets are sorted by object id, frame_idx ascending within each.
+        RLEs at (H, W). prompts: named prompts (exemplar prompts need their reference_frame
+        attached, see `with_reference_frames`); their masklets carry the prompt's name as
+        concept. max_objects: at most that many masklets, highest scores kept. Object ids come
+        from the model's session and are unique in the result; masklets are sorted by object
+        id, frame_idx ascending within each.
         """
         import torch
 
@@ -106,8 +138,14 @@ class Sam3Segmenter:
             raise UsageError(
                 f"frames must be (T, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}"
             )
-        prompts = list(dict.fromkeys(c.strip() for c in concepts if c.strip()))
-        if len(frames) == 0 or not prompts:
+        if max_objects is not None and max_objects < 1:
+            raise UsageError(f"max_objects must be >= 1, got {max_objects}")
+        texts = list(dict.fromkeys(c.strip() for c in concepts if c.strip()))
+        prompts = list(prompts or ())
+        clash = set(texts) & {p.name for p in prompts}
+        if clash:
+            raise UsageError(f"prompt name {sorted(clash)[0]!r} is also a text concept")
+        if len(frames) == 0 or not (texts or prompts):
             return []
 
         session = self.processor.init_video_session(
@@ -117,15 +155,23 @@ class Sam3Segmenter:
             video_storage_device="cpu",
             dtype=torch.float32,
         )
-        session = self.processor.add_text_prompt(session, prompts)
+        if texts:
+            session = self.processor.add_text_prompt(session, texts)
+        with torch.inference_mode(), self._autocast():
+            for prompt in prompts:
+                self._add_prompt(session, prompt)
         presence = _PresenceRecorder(session)
         hook = self.model.detector_model.register_forward_hook(presence, with_kwargs=True)
         tracks: dict[int, _Track] = {}
+        default_cap = self.model.max_num_objects
+        if max_objects is not None:
+            self.model.max_num_objects = min(default_cap, max_objects)
         try:
             with self._autocast():
                 for output in self.model.propagate_in_video_iterator(session):
                     self._drain_frame(session, output, tracks)
         finally:
+            self.model.max_num_objects = default_cap
             hook.remove()
 
         masklets = []
@@ -143,7 +189,64 @@ class Sam3Segmenter:
                     presence=presence.max_for(track.prompt_id),
                 )
             )
-        return masklets
+        return cap_masklets(masklets, max_objects)[0]
+
+    def _add_prompt(self, session, prompt: Prompt) -> int:
+        """Adds a named prompt to the session; its exemplar boxes become prompt tokens.
+
+        The session is keyed by the prompt's name (its masklets' concept); the phrase (or
+        "visual") is tokenized as `add_text_prompt` does. With boxes, the detector's geometry
+        encoder runs on the reference frame and its tokens are appended to the text tokens in
+        the session's prompt-embedding cache, as `Sam3Model.forward` appends them for
+        `input_boxes` (see the module docstring).
+        """
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        prompt_id = len(session.prompts)
+        session.prompts[prompt_id] = prompt.name
+        encoded = self.processor.tokenizer(
+            prompt_text(prompt), return_tensors="pt", padding="max_length", max_length=32
+        ).to(self.device)
+        session.prompt_input_ids[prompt_id] = encoded.input_ids
+        session.prompt_attention_masks[prompt_id] = encoded.attention_mask
+        if not prompt.boxes:
+            return prompt_id
+
+        detector = self.model.detector_model
+        text = detector.get_text_features(
+            input_ids=encoded.input_ids, attention_mask=encoded.attention_mask, return_dict=True
+        )
+        tokens, token_mask = self.exemplar_tokens(prompt)
+        features = torch.cat([text.pooler_output, tokens], dim=1)
+        mask = torch.cat([encoded.attention_mask.bool(), token_mask.bool()], dim=1)
+        session.prompt_embeddings[prompt_id] = BaseModelOutputWithPooling(
+            last_hidden_state=text.last_hidden_state, pooler_output=features
+        )
+        session.prompt_attention_masks[prompt_id] = mask
+        return prompt_id
+
+    def exemplar_tokens(self, prompt: Prompt):
+        """(tokens (1, N+1, D), mask (1, N+1) bool): the geometry encoder's output for the
+        prompt's boxes on its reference frame, what `Sam3Model.forward` computes from
+        `input_boxes` on that frame (N boxes and a CLS token)."""
+        import torch
+
+        detector = self.model.detector_model
+        pixels = self.processor.video_processor(
+            videos=[prompt.reference_frame[None]], device=self.device, return_tensors="pt"
+        ).pixel_values_videos[0]
+        vision = detector.get_vision_features(pixel_values=pixels.to(self.device, torch.float32))
+        boxes = torch.from_numpy(normalised_boxes(prompt))[None].to(self.device)
+        labels = torch.tensor([[int(p) for p in prompt.positive]], device=self.device)
+        out = detector.geometry_encoder(
+            box_embeddings=boxes,
+            box_mask=torch.ones_like(labels, dtype=torch.bool),
+            box_labels=labels,
+            img_feats=vision.fpn_hidden_states[:-1],
+            img_pos_embeds=vision.fpn_position_encoding[:-1],
+        )
+        return out.last_hidden_state, out.attention_mask
 
     def _drain_frame(self, session, output, tracks: dict[int, _Track]) -> None:
         """Post-process one frame's model output and append its objects to tracks as RLEs."""

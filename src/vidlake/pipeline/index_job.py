@@ -30,6 +30,8 @@ from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
 
 log = logging.getLogger(__name__)
 
+DECODE_CLIPS_PER_TASK = 4
+WRITE_CLIPS_PER_BATCH = 16
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -78,7 +80,7 @@ def select_todo(
     store: IndexStore, sources: list[VideoSource], config: IndexConfig
 ) -> tuple[list[VideoSource], list[VideoSource], list[str]]:
     """Splits sources into (to index, already indexed) and lists the ids whose old rows must go."""
-    vocab_hash = schema.vocabulary_hash(list(config.concepts))
+    vocab_hash = schema.vocabulary_hash(config.vocabulary_key())
     existing = {
         r["video_id"]: r
         for r in store.videos(
@@ -151,9 +153,11 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     # Options and AWS variables resolved once, here; workers get the result with their tasks.
     opts = lance_options(config.storage_options) or None
 
-    from vidlake.model import check_model
+    from vidlake.model import check_model, check_prompts
 
-    check_model(config.model)  # a bad --model is a usage error before any work starts
+    # A bad --model or prompt is a usage error before any work starts.
+    check_model(config.model)
+    check_prompts(config)
     preflight(config.index_uri, config.sources, opts)  # endpoint, credentials, buckets
     sources, missing = list_sources(config)
     store = IndexStore.create(config.index_uri, opts)
@@ -177,7 +181,8 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
             status=schema.STATUS_FAILED,
             error=error,
             model_id=config.model,
-            vocabulary=list(config.concepts),
+            vocabulary=list(config.vocabulary),
+            vocabulary_key=config.vocabulary_key(),
             run_id=run_id,
         )
 
@@ -234,10 +239,11 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     gpus = _cluster_gpus()
     n_actors = config.num_actors or max(1, gpus)
     segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
+    chunks = stages.decode_chunks(clip_rows, DECODE_CLIPS_PER_TASK)
     ds = (
-        ray.data.from_items(clip_rows, override_num_blocks=max(1, len(clip_rows)))
-        .map(
-            stages.decode_row,
+        ray.data.from_items(chunks, override_num_blocks=max(1, len(chunks)))
+        .flat_map(
+            stages.decode_rows,
             fn_kwargs={"storage_options": opts, "max_side": config.max_side},
             # One core per decode task; resources unlike the actor's also keep Ray Data from
             # fusing decode into the segment actor, where the model would wait on it.
@@ -249,12 +255,17 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
                 "model": config.model,
                 "concepts": config.concepts,
                 "device": config.device,
+                "prompts": config.prompts,
+                "max_objects": config.max_objects,
+                "storage_options": opts,
             },
             compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
             **segment_resources,
         )
-        .map(
-            stages.write_row,
+        .map_batches(
+            stages.write_batch,
+            batch_size=WRITE_CLIPS_PER_BATCH,
+            batch_format="pyarrow",
             fn_kwargs={
                 "index_uri": store.uri,
                 "overlap_s": config.overlap_s,
@@ -309,7 +320,8 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
                 status=schema.STATUS_INDEXED,
                 error="",
                 model_id=config.model,
-                vocabulary=list(config.concepts),
+                vocabulary=list(config.vocabulary),
+                vocabulary_key=config.vocabulary_key(),
                 run_id=summary.run_id,
                 n_clips=len(rows),
                 n_masklets=n_masklets,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vidlake.errors import VidlakeError
 from vidlake.records import ClipResult, ClipSpec, VideoInfo
@@ -62,33 +64,96 @@ def load_info(blob: bytes) -> VideoInfo:
     return pickle.loads(blob)
 
 
+def decode_rows(
+    row: dict[str, Any], storage_options: dict | None = None, max_side: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Decodes a run of consecutive clips of one video with one opened reader.
+
+    The row holds `clips`, pickled clip rows of one video; one row per clip comes out, with
+    `frames` (T, H, W, 3) uint8 or an `error`. Opening a reader per clip would re-read the
+    container (for remote files decord fetches the whole object) once per clip.
+    """
+    from vidlake.operators.decode import ClipDecoder
+
+    clips = pickle.loads(row["clips"])
+    uri = clips[0]["video_uri"]
+    try:
+        decoder = ClipDecoder(uri, fsspec_options(uri, storage_options), max_side)
+    except VidlakeError as exc:
+        for clip in clips:
+            yield {**clip, "frames": _EMPTY_FRAMES, "error": str(exc)}
+        return
+    with decoder:
+        for clip in clips:
+            try:
+                frames = decoder.decode(row_to_spec(clip))
+            except VidlakeError as exc:
+                yield {**clip, "frames": _EMPTY_FRAMES, "error": str(exc)}
+                continue
+            yield {**clip, "frames": frames, "error": ""}
+
+
 def decode_row(
     row: dict[str, Any], storage_options: dict | None = None, max_side: int | None = None
 ) -> dict[str, Any]:
-    """Decodes one clip's sampled frames into `frames` (T, H, W, 3) uint8, or sets `error`."""
-    from vidlake.operators.decode import decode_clip
+    """Decodes one clip row (see decode_rows): the row gains `frames` or an `error`."""
+    return next(decode_rows({"clips": pickle.dumps([row])}, storage_options, max_side))
 
-    try:
-        frames = decode_clip(
-            row_to_spec(row),
-            storage_options=fsspec_options(row["video_uri"], storage_options),
-            max_side=max_side,
-        )
-    except VidlakeError as exc:
-        return {**row, "frames": _EMPTY_FRAMES, "error": str(exc)}
-    return {**row, "frames": frames, "error": ""}
+
+def decode_chunks(clip_rows: list[dict[str, Any]], clips_per_chunk: int) -> list[dict[str, Any]]:
+    """Groups clip rows into decode tasks: runs of consecutive clips of one video.
+
+    Short runs keep decode parallel within a long video; runs longer than one keep readers
+    from being opened once per clip.
+    """
+    by_video: dict[str, list[dict[str, Any]]] = {}
+    for clip in clip_rows:
+        by_video.setdefault(clip["video_id"], []).append(clip)
+    chunks = []
+    for clips in by_video.values():
+        clips.sort(key=lambda c: c["clip_index"])
+        for start in range(0, len(clips), clips_per_chunk):
+            part = clips[start : start + clips_per_chunk]
+            chunks.append({"video_id": part[0]["video_id"], "clips": pickle.dumps(part)})
+    return chunks
 
 
 class SegmentStage:
-    """The segment actor: loads the segmenter once, then segments one clip per call."""
+    """The segment actor: loads the segmenter once, then segments one clip per call.
 
-    def __init__(self, model: str, concepts: tuple[str, ...], device: str = "auto"):
+    prompts: named exemplar/text prompts; their reference frames are decoded here, once per
+    actor, and applied to every clip. max_objects: at most that many objects per clip, the
+    highest scores kept (by the segmenter when it takes the argument, which also bounds its
+    memory, else here).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        concepts: tuple[str, ...],
+        device: str = "auto",
+        prompts: tuple = (),
+        max_objects: int | None = None,
+        storage_options: dict | None = None,
+    ):
         from vidlake.model import load_segmenter
+        from vidlake.model.prompts import with_reference_frames
+        from vidlake.model.segmenter import accepts
 
         self.segmenter = load_segmenter(model, device=device)
         self.concepts = list(concepts)
+        self.prompts = with_reference_frames(prompts, storage_options)
+        self.max_objects = max_objects
+        self.segment_kwargs: dict[str, Any] = {}
+        if self.prompts:
+            if not accepts(self.segmenter, "prompts"):
+                raise VidlakeError(f"segmenter {model} does not support exemplar prompts")
+            self.segment_kwargs["prompts"] = self.prompts
+        if max_objects is not None and accepts(self.segmenter, "max_objects"):
+            self.segment_kwargs["max_objects"] = max_objects
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        from vidlake.model.segmenter import cap_masklets
         from vidlake.operators.thumbnail import crop_thumbnail, jpeg_thumbnail
         from vidlake.store.schema import clip_tables
 
@@ -98,11 +163,12 @@ class SegmentStage:
         frames = np.asarray(row["frames"])
         spec = row_to_spec(row)
         try:
-            masklets = self.segmenter.segment(frames, self.concepts)
+            masklets = self.segmenter.segment(frames, self.concepts, **self.segment_kwargs)
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
             return {**base, "tables": b"", "n_frames": 0, "error": f"segmentation failed: {exc}"}
+        masklets = cap_masklets(masklets, self.max_objects)[0]
         result = ClipResult(
             spec=spec,
             height=int(frames.shape[1]),
@@ -127,23 +193,65 @@ class SegmentStage:
         }
 
 
-def write_row(
-    row: dict[str, Any], index_uri: str, overlap_s: float, storage_options: dict | None = None
-) -> dict[str, Any]:
-    """Writes one clip's rows as uncommitted Lance fragments; the driver commits them per video.
+def write_batch(
+    batch: pa.Table, index_uri: str, overlap_s: float, storage_options: dict | None = None
+) -> pa.Table:
+    """Writes a batch of segmented clips as uncommitted Lance fragments, one per video per table.
 
-    The row also carries the clip's boundary (masks on its overlap frames) for stitching.
+    The driver commits a video's fragments once all its clips are in, so a fragment holds rows
+    of one video only; batching clips keeps fragments (and per-write overhead) few. Each row
+    comes out with its clip's boundary (masks on its overlap frames) for stitching; the
+    fragments ride on the first row of each video's group.
     """
-    from vidlake.operators.stitch import clip_boundary
     from vidlake.store.tables import write_fragments
 
-    out = {k: row[k] for k in ("video_id", "video_uri", "clip_index", "n_frames", "error")}
-    if row["error"]:
-        return {**out, "fragments": b"", "boundary": b"", "n_masklets": 0}
-    tables = pickle.loads(row["tables"])
-    fragments = write_fragments(index_uri, tables, storage_options)
+    rows = batch.to_pylist()
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    out = []
+    for row in rows:
+        base = {k: row[k] for k in ("video_id", "video_uri", "clip_index", "n_frames", "error")}
+        if row["error"]:
+            out.append({**base, "fragments": b"", "boundary": b"", "n_masklets": 0})
+            continue
+        tables = pickle.loads(row["tables"])
+        result = {
+            **base,
+            "fragments": pickle.dumps({}),
+            "boundary": pickle.dumps(_boundary(tables, overlap_s)),
+            "n_masklets": tables["masklets"].num_rows,
+        }
+        out.append(result)
+        groups.setdefault(row["video_id"], []).append((result, tables))
+    for members in groups.values():
+        merged = {
+            name: pa.concat_tables([tables[name] for _, tables in members])
+            for name in members[0][1]
+        }
+        members[0][0]["fragments"] = pickle.dumps(
+            write_fragments(index_uri, merged, storage_options)
+        )
+    return pa.Table.from_pylist(out, schema=WRITE_OUTPUT)
+
+
+WRITE_OUTPUT = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("video_uri", pa.string()),
+        ("clip_index", pa.int64()),
+        ("n_frames", pa.int64()),
+        ("error", pa.string()),
+        ("fragments", pa.binary()),
+        ("boundary", pa.binary()),
+        ("n_masklets", pa.int64()),
+    ]
+)
+
+
+def _boundary(tables: dict[str, pa.Table], overlap_s: float):
+    from vidlake.operators.stitch import clip_boundary
+
     clip = tables["clips"].to_pylist()[0]
-    boundary = clip_boundary(
+    return clip_boundary(
         clip_index=clip["clip_index"],
         start_s=clip["start_s"],
         end_s=clip["end_s"],
@@ -154,9 +262,3 @@ def write_row(
         .select(["masklet_id", "concept", "frame_idx", "masks"])
         .to_pylist(),
     )
-    return {
-        **out,
-        "fragments": pickle.dumps(fragments),
-        "boundary": pickle.dumps(boundary),
-        "n_masklets": tables["masklets"].num_rows,
-    }

@@ -156,6 +156,7 @@ def video_row(
     run_id: str,
     n_clips: int = 0,
     n_masklets: int = 0,
+    vocabulary_key: list[str] | None = None,
 ) -> dict:
     """The `videos` row of one source: its commit marker once its clips are written."""
     return {
@@ -173,7 +174,8 @@ def video_row(
         "error": error,
         "model_id": model_id,
         "vocabulary": list(vocabulary),
-        "vocabulary_hash": vocabulary_hash(vocabulary),
+        # The key covers what the names do not: an exemplar's boxes and reference frame.
+        "vocabulary_hash": vocabulary_hash(vocabulary_key or vocabulary),
         "n_clips": n_clips,
         "n_masklets": n_masklets,
         "run_id": run_id,

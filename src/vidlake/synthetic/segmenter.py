@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vidlake.errors import UsageError
 from vidlake.operators.encode import encode_rles
-from vidlake.records import Masklet
+from vidlake.records import Masklet, Prompt
 from vidlake.synthetic.corpus import BACKGROUND, PALETTE
 
 logger = logging.getLogger(__name__)
@@ -73,32 +74,93 @@ class ColorSegmenter:
         self.min_pixels = min_pixels
         self.tolerance = tolerance
 
-    def segment(self, frames: np.ndarray, concepts: Sequence[str]) -> list[Masklet]:
-        """Masklets of the palette concepts among concepts found in the clip.
+    def segment(
+        self,
+        frames: np.ndarray,
+        concepts: Sequence[str],
+        prompts: Sequence[Prompt] | None = None,
+        max_objects: int | None = None,
+    ) -> list[Masklet]:
+        """Masklets of the palette concepts among concepts, and of the prompts, in the clip.
 
         frames: (T, H, W, 3) uint8 RGB. Boxes are xyxy pixel edges (x1 = last column + 1),
         scores and presence 1.0; concepts not in PALETTE and absent concepts give no masklet.
+        A prompt stands for the palette colours its positive exemplar boxes show on its
+        reference frame (each box: the colour of most of its shape pixels), less those its
+        negative boxes show; a prompt without positive boxes stands for its text's colour.
+        Its masklets carry the prompt's name, object id len(PALETTE) * (1 + prompt index) +
+        colour index. max_objects keeps that many masklets, the largest areas first.
         """
-        masklets = []
-        for concept, masks in color_masks(frames, concepts, self.tolerance).items():
-            areas = masks.sum(axis=(1, 2))
-            present = np.flatnonzero(areas >= self.min_pixels)
-            if len(present) == 0:
-                continue
-            kept = masks[present]
-            masklets.append(
-                Masklet(
-                    concept=concept,
-                    object_id=_CONCEPTS.index(concept),
-                    frame_idx=present.astype(np.int32),
-                    boxes=_boxes_xyxy(kept),
-                    scores=np.ones(len(present), np.float32),
-                    masks=encode_rles(kept),
-                    presence=1.0,
-                )
-            )
+        masklets = [
+            self._masklet(concept, masks, _CONCEPTS.index(concept))
+            for concept, masks in color_masks(frames, concepts, self.tolerance).items()
+        ]
+        for i, prompt in enumerate(prompts or ()):
+            colours = exemplar_concepts(prompt, self.tolerance)
+            for concept, masks in color_masks(frames, colours, self.tolerance).items():
+                object_id = len(_CONCEPTS) * (1 + i) + _CONCEPTS.index(concept)
+                masklets.append(self._masklet(prompt.name, masks, object_id))
+        masklets = [m for m in masklets if m is not None]
+        if max_objects is not None:
+            # Scores are all 1.0 here: rank by total area so the cap keeps the biggest objects.
+            by_area = sorted(masklets, key=lambda m: -sum(_rle_area(r) for r in m.masks))
+            keep = {id(m) for m in by_area[:max_objects]}
+            masklets = [m for m in masklets if id(m) in keep]
         logger.debug("segmented %d frames: %d masklets", len(frames), len(masklets))
         return masklets
+
+    def _masklet(self, concept: str, masks: np.ndarray, object_id: int) -> Masklet | None:
+        """The masklet of (T, H, W) bool masks over the frames where they reach min_pixels."""
+        areas = masks.sum(axis=(1, 2))
+        present = np.flatnonzero(areas >= self.min_pixels)
+        if len(present) == 0:
+            return None
+        kept = masks[present]
+        return Masklet(
+            concept=concept,
+            object_id=object_id,
+            frame_idx=present.astype(np.int32),
+            boxes=_boxes_xyxy(kept),
+            scores=np.ones(len(present), np.float32),
+            masks=encode_rles(kept),
+            presence=1.0,
+        )
+
+
+def exemplar_concepts(prompt: Prompt, tolerance: float = 80.0) -> list[str]:
+    """The palette concepts a prompt stands for, from its exemplar boxes on its reference frame.
+
+    A box stands for the palette colour of most of the shape pixels inside it; positive boxes
+    add their colour, negative boxes remove theirs. No positive box: the text's colour, if
+    the text is a palette concept.
+    """
+    if not prompt.boxes:
+        return [prompt.text] if prompt.text in PALETTE else []
+    if prompt.reference_frame is None:
+        raise UsageError(f"prompt {prompt.name!r} has exemplar boxes but no reference frame")
+    frame = prompt.reference_frame
+    wanted: list[str] = []
+    unwanted: set[str] = set()
+    for box, positive in zip(prompt.boxes, prompt.positive, strict=True):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        masks = color_masks(frame[y0:y1, x0:x1], None, tolerance)
+        areas = {c: int(m.sum()) for c, m in masks.items() if m.any()}
+        if not areas:
+            continue
+        colour = max(areas, key=areas.get)
+        if positive:
+            wanted.append(colour)
+        else:
+            unwanted.add(colour)
+    if not any(prompt.positive) and prompt.text in PALETTE:
+        wanted.append(prompt.text)
+    return [c for c in dict.fromkeys(wanted) if c not in unwanted]
+
+
+def _rle_area(rle: dict) -> int:
+    from pycocotools import mask as mask_utils
+
+    return int(mask_utils.area(rle))
 
 
 def _boxes_xyxy(masks: np.ndarray) -> np.ndarray:

@@ -1,0 +1,734 @@
+"""Every stage of the index job measured against its limit, side by side in one run.
+
+Each row is a ratio of what vidlake does over the fastest plain way to do the same work on the
+same inputs, on this machine, in this run:
+
+1. efficiency: `vidlake index` end to end (frames/s, Ray already up) over the segment stage
+   alone on pre-decoded frames in this process (same model, same frames, same torch threads
+   as the actor gets). Target >= 0.9.
+2. decode: the decode operator (sampling at --fps, resizing to the model side) over a plain
+   decord loop doing the same, and its PyAV fallback over a plain PyAV loop. Target >= 0.95.
+3. masks: `encode_rles` over `pycocotools.mask.encode` alone on the same masks (>= 0.95), and
+   RLE bytes stored per masklet-frame over the raw (bit-packed) bitmap.
+4. writes: the write stage (fragments per clip, one commit per video per table) over
+   `lance.write_dataset` of the same Arrow batches (>= 0.9); fragments a run leaves.
+5. scaling: 2 segment actors and a 2-node `ray.cluster_utils.Cluster` over 1 actor.
+6. memory: peak RSS of the driver and each actor for a corpus 10x larger (fresh processes,
+   see bench/memory.py): must not grow.
+
+Run (writes bench/RESULTS.md's pipeline section unless --no-results):
+
+    .venv/bin/python bench/pipeline.py                 # full sizes, about 10 min on 2 CPUs
+    .venv/bin/python bench/pipeline.py --size smoke --no-results   # what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import math
+import os
+import pickle
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BENCH_DIR = Path(__file__).resolve().parent
+CONCEPTS = ("red square", "blue circle", "person")
+
+
+def _load_memory_module():
+    """bench/memory.py (a sibling script, not a package) loaded by path."""
+    name = "vidlake_bench_memory"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / "memory.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much work each section does; "smoke" runs in CI, "full" gives the recorded figures."""
+
+    n_videos: int  # corpus of the efficiency/scaling runs
+    video_s: float  # seconds per corpus video (160x120 at 12 fps)
+    fps: float  # frames sampled per second for the model
+    clip_s: float
+    decode_s: float  # seconds of the 640x360 24 fps video the decode section reads
+    decode_fps: float  # --fps of the decode section (the index default, 6)
+    mask_frames: int  # frames of ground-truth masks encoded
+    memory_videos: int  # the 1x corpus of the memory section (10x is ten times more)
+    repeats: int  # best-of for the short in-process timings
+
+
+SIZES = {
+    "smoke": Size(
+        n_videos=1,
+        video_s=4.0,
+        fps=2.0,
+        clip_s=2.0,
+        decode_s=3.0,
+        decode_fps=6.0,
+        mask_frames=6,
+        memory_videos=1,
+        repeats=1,
+    ),
+    "medium": Size(
+        n_videos=2,
+        video_s=20.0,
+        fps=2.0,
+        clip_s=10.0,
+        decode_s=20.0,
+        decode_fps=6.0,
+        mask_frames=60,
+        memory_videos=1,
+        repeats=2,
+    ),
+    "full": Size(
+        n_videos=6,
+        video_s=20.0,
+        fps=3.0,
+        clip_s=10.0,
+        decode_s=20.0,
+        decode_fps=6.0,
+        mask_frames=120,
+        memory_videos=2,
+        repeats=3,
+    ),
+}
+
+
+@dataclass
+class Row:
+    """One figure: value and baseline in `unit`, ratio = value / baseline (higher is better
+    unless the target says otherwise)."""
+
+    section: str
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    target: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    @property
+    def verdict(self) -> str:
+        if not self.target:
+            return "-"
+        op, bound = self.target.split()
+        ok = self.ratio >= float(bound) if op == ">=" else self.ratio <= float(bound)
+        return "met" if ok else "MISSED"
+
+
+def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, object]:
+    """Best wall seconds of fn over repeats, and its last result."""
+    best, out = math.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+
+def write_inputs(workdir: Path, size: Size) -> dict:
+    """The corpus (160x120), the decode video (640x360, 24 fps) and the tiny SAM 3."""
+    from vidlake.model.tiny import build_tiny_sam3
+    from vidlake.synthetic.corpus import ShapeSpec, VideoSpec, write_video
+
+    videos = []
+    for i in range(size.n_videos):
+        spec = VideoSpec(
+            name=f"v{i:03d}",
+            duration_s=size.video_s,
+            shapes=(
+                ShapeSpec("red square", (30.0 + i, 40.0), (3.0, 0.5), 30),
+                ShapeSpec("blue circle", (120.0, 80.0 - i), (-3.0, 0.0), 32),
+            ),
+        )
+        videos.append(write_video(spec, workdir / "corpus" / f"{spec.name}.mp4"))
+    decode_video = write_video(
+        VideoSpec(
+            name="decode",
+            duration_s=size.decode_s,
+            width=640,
+            height=360,
+            fps=24.0,
+            shapes=(
+                ShapeSpec("red square", (60.0, 90.0), (20.0, 2.0), 90),
+                ShapeSpec("blue circle", (500.0, 200.0), (-15.0, 3.0), 110),
+                ShapeSpec("green triangle", (300.0, 300.0), (5.0, -8.0), 100),
+            ),
+        ),
+        workdir / "decode.mp4",
+    )
+    model = str(build_tiny_sam3(workdir / "tiny_sam3"))
+    return {"videos": videos, "decode_video": decode_video, "model": model}
+
+
+def clip_rows(uris: list[str], clip_s: float, fps: float) -> list[dict]:
+    """The pipeline's clip rows (stages.spec_to_row) of these videos, as the driver plans them."""
+    from vidlake.operators.clips import plan_clips
+    from vidlake.operators.probe import probe_video
+    from vidlake.pipeline import stages
+    from vidlake.records import stable_id
+
+    rows = []
+    for uri in uris:
+        info = probe_video(uri)
+        video_id = stable_id("video", uri)
+        overlap = 1.0 if clip_s >= 5 else 0.0
+        for spec in plan_clips(video_id, info, clip_seconds=clip_s, fps=fps, overlap_s=overlap):
+            rows.append(stages.spec_to_row(spec))
+    return rows
+
+
+# ---- 1. efficiency + 5. scaling -------------------------------------------------------------
+
+
+def segment_alone(rows: list[dict], model: str, max_side: int) -> tuple[float, int, list[dict]]:
+    """Seconds the segment stage takes on pre-decoded frames in this process, frames, outputs.
+
+    torch gets one thread, what Ray gives a segment actor (OMP_NUM_THREADS from its 0.5 CPU).
+    """
+    import torch
+
+    from vidlake.pipeline import stages
+
+    decoded = [stages.decode_row(r, max_side=max_side) for r in rows]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stage = stages.SegmentStage(model, CONCEPTS, device="cpu")
+        t0 = time.perf_counter()
+        outputs = [stage(r) for r in decoded]
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    n_frames = sum(int(o["n_frames"]) for o in outputs)
+    return seconds, n_frames, outputs
+
+
+def index_run(uris: list[str], index_uri: str, model: str, size: Size, max_side: int, actors: int):
+    """`run_index` on the Ray this process is connected to: (frames/s, summary)."""
+    from vidlake.config import IndexConfig
+    from vidlake.pipeline.index_job import init_ray, run_index
+
+    init_ray(None)  # Ray Data settings of the job; Ray itself is already up
+    config = IndexConfig(
+        sources=tuple(uris),
+        index_uri=index_uri,
+        concepts=CONCEPTS,
+        model=model,
+        clip_seconds=size.clip_s,
+        fps=size.fps,
+        overlap_s=1.0 * (size.clip_s >= 5),
+        max_side=max_side,
+        num_actors=actors,
+        device="cpu",
+    )
+    arrivals: list[float] = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "segment" and done > 0:
+            arrivals.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    summary = run_index(config, progress=progress)
+    wall = time.perf_counter() - t0
+    if summary.n_failed:
+        raise RuntimeError(f"index run failed: {summary.failures}")
+    # Steady state: from the first clip out of the write stage to the last (startup excluded).
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    per_clip = summary.n_frames / max(1, summary.n_clips)
+    summary.steady_fps = per_clip * (len(arrivals) - 1) / span if span > 0 else float("nan")
+    return summary.n_frames / wall, summary
+
+
+def local_ray(num_cpus: int) -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    # address="local": our own Ray, never a cluster another process left running on the machine.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR")
+
+
+def bench_efficiency_and_scaling(
+    inputs: dict, size: Size, workdir: Path, max_side: int, scaling: bool
+):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    uris = [v.uri for v in inputs["videos"]]
+    rows = clip_rows(uris, size.clip_s, size.fps)
+    model = inputs["model"]
+    seg_s, n_frames, outputs = segment_alone(rows, model, max_side)
+    seg_fps = n_frames / seg_s
+
+    ncpu = os.cpu_count() or 1
+    local_ray(ncpu)
+    e2e_fps, summary = index_run(uris, str(workdir / "idx_1"), model, size, max_side, actors=1)
+    out = [
+        Row(
+            "1 efficiency",
+            "index e2e / segment stage alone",
+            e2e_fps,
+            seg_fps,
+            "frames/s",
+            ">= 0.9",
+            f"{summary.n_frames} frames, {summary.n_clips} clips, {len(uris)} videos; 1 actor;"
+            " includes actor start and model load",
+        ),
+        Row(
+            "1 efficiency",
+            "index steady state / segment stage alone",
+            summary.steady_fps,
+            seg_fps,
+            "frames/s",
+            ">= 0.9",
+            "first clip written to last (startup excluded)",
+        ),
+    ]
+    if not scaling:
+        ray.shutdown()
+        return out, rows, outputs, str(workdir / "idx_1")
+
+    e2e2_fps, s2 = index_run(uris, str(workdir / "idx_2"), model, size, max_side, actors=2)
+    ray.shutdown()
+    # Two simulated nodes sharing this machine's cores.
+    per_node = max(1, ncpu // 2)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": per_node, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=per_node)
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        cl_fps, sc = index_run(uris, str(workdir / "idx_c"), model, size, max_side, actors=2)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    out += [
+        Row(
+            "5 scaling",
+            "2 segment actors / 1 actor",
+            e2e2_fps,
+            e2e_fps,
+            "frames/s",
+            "",
+            f"{ncpu} CPUs; ideal 2.0",
+        ),
+        Row(
+            "5 scaling",
+            "2 actors / 1 actor, steady state",
+            s2.steady_fps,
+            summary.steady_fps,
+            "frames/s",
+            "",
+            "startup excluded",
+        ),
+        Row(
+            "5 scaling",
+            "2-node Cluster, 2 actors / 1 actor local",
+            cl_fps,
+            e2e_fps,
+            "frames/s",
+            "",
+            f"{per_node} CPU per node",
+        ),
+        Row(
+            "5 scaling",
+            "2-node Cluster / 1 actor, steady state",
+            sc.steady_fps,
+            summary.steady_fps,
+            "frames/s",
+            "",
+            "startup excluded",
+        ),
+    ]
+    return out, rows, outputs, str(workdir / "idx_1")
+
+
+# ---- 2. decode ------------------------------------------------------------------------------
+
+
+def _pil_resize(frames: np.ndarray, max_side: int) -> np.ndarray:
+    """The same bilinear PIL resize the operator does, written out for the plain loops."""
+    from PIL import Image
+
+    _, h, w, _ = frames.shape
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return frames
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
+
+
+def plain_decord(path: str, rows: list[dict], max_side: int) -> int:
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    n = 0
+    for r in rows:
+        frames = reader.get_batch(r["frame_indices"].tolist()).asnumpy()
+        n += len(_pil_resize(frames, max_side))
+    return n
+
+
+def plain_pyav(path: str, rows: list[dict], max_side: int) -> int:
+    """One sequential decode of the file, keeping the wanted frames of each clip."""
+    import av
+
+    wanted = defaultdict(int)
+    for r in rows:
+        for i in r["frame_indices"].tolist():
+            wanted[i] += 1
+    last = max(wanted)
+    n = 0
+    with av.open(path) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                rgb = frame.to_ndarray(format="rgb24")[None]
+                n += len(_pil_resize(rgb, max_side)) * wanted[index]
+            if index >= last:
+                break
+    return n
+
+
+def operator_decode(rows: list[dict], max_side: int, backend: str) -> int:
+    """decode_clip per clip, as the pipeline's decode tasks call it."""
+    from vidlake.operators.decode import decode_clip
+    from vidlake.pipeline.stages import row_to_spec
+
+    return sum(len(decode_clip(row_to_spec(r), max_side=max_side, backend=backend)) for r in rows)
+
+
+def reused_decoder(path: str, rows: list[dict], max_side: int) -> int:
+    """ClipDecoder opened once for all the video's clips (what the module docstring intends)."""
+    from vidlake.operators.decode import ClipDecoder
+    from vidlake.pipeline.stages import row_to_spec
+
+    with ClipDecoder(path, max_side=max_side, backend="decord") as decoder:
+        return sum(len(decoder.decode(row_to_spec(r))) for r in rows)
+
+
+def bench_decode(inputs: dict, size: Size, max_side: int) -> list[Row]:
+    path = inputs["decode_video"].uri
+    rows = clip_rows([path], 10.0, size.decode_fps)
+    total = sum(len(r["frame_indices"]) for r in rows)
+    rep = size.repeats
+    t_op, n_op = timed(lambda: operator_decode(rows, max_side, "decord"), rep)
+    t_dec, n_dec = timed(lambda: plain_decord(path, rows, max_side), rep)
+    t_reuse, n_reuse = timed(lambda: reused_decoder(path, rows, max_side), rep)
+    t_av_op, n_av_op = timed(lambda: operator_decode(rows, max_side, "pyav"), rep)
+    t_av, n_av = timed(lambda: plain_pyav(path, rows, max_side), rep)
+    assert n_op == n_dec == n_reuse == n_av_op == n_av == total, (n_op, n_dec, n_av_op, n_av)
+    note = f"640x360 24 fps -> {max_side} px, {len(rows)} clips at {size.decode_fps:g} fps"
+    return [
+        Row("2 decode", "decode_clip (decord) / plain decord", total / t_op, total / t_dec,
+            "frames/s", ">= 0.95", note),
+        Row("2 decode", "ClipDecoder reused per video / plain decord", total / t_reuse,
+            total / t_dec, "frames/s", "", "prototype: one reader per video"),
+        Row("2 decode", "decode_clip (PyAV fallback) / plain PyAV", total / t_av_op,
+            total / t_av, "frames/s", ">= 0.95", "plain loop: one sequential pass"),
+    ]  # fmt: skip
+
+
+# ---- 3. masks -------------------------------------------------------------------------------
+
+
+def bench_masks(inputs: dict, size: Size, e2e_index: str) -> list[Row]:
+    from pycocotools import mask as mask_utils
+
+    from vidlake.operators.encode import encode_rles
+    from vidlake.store.tables import IndexStore
+
+    video = inputs["decode_video"]
+    step = max(1, video.n_frames // size.mask_frames)
+    per_frame = []  # (N, H, W) bool per frame, N objects, as the segmenter hands them over
+    for f in range(0, video.n_frames, step)[: size.mask_frames]:
+        per_frame.append(np.stack([video.mask(c, f) for c in video.concepts]))
+    fortran = [np.asfortranarray(np.moveaxis(m.astype(np.uint8), 0, -1)) for m in per_frame]
+    n_masks = sum(len(m) for m in per_frame)
+    reps = max(3, size.repeats)
+    t_op, rles = timed(lambda: [encode_rles(m) for m in per_frame], reps)
+    t_coco, _ = timed(lambda: [mask_utils.encode(m) for m in fortran], reps)
+    # Prototype: a bool stack viewed as uint8 (no astype copy), one transposing copy.
+    t_view, _ = timed(
+        lambda: [mask_utils.encode(np.asfortranarray(m.view(np.uint8).transpose(1, 2, 0)))
+                 for m in per_frame],
+        reps,
+    )  # fmt: skip
+    h, w = per_frame[0].shape[1:]
+    rle_bytes = statistics.fmean(len(r["counts"]) + 8 for frame in rles for r in frame)
+    bitmap_bytes = h * w / 8
+
+    # What the e2e run stored: the tiny SAM 3's masks (random weights: blobby, noisy).
+    masklets = IndexStore.open(e2e_index).dataset("masklets").to_table(columns=["masks"])
+    stored = [m for row in masklets.column("masks").to_pylist() for m in row]
+    sh, sw = stored[0]["size"]
+    stored_bytes = statistics.fmean(len(m["counts"]) + 8 for m in stored)
+    return [
+        Row("3 masks", "encode_rles / pycocotools.mask.encode", n_masks / t_op, n_masks / t_coco,
+            "masks/s", ">= 0.95", f"{n_masks} masks {w}x{h}, {len(per_frame[0])} per call"),
+        Row("3 masks", "prototype: bool view + one copy / encode", n_masks / t_view,
+            n_masks / t_coco, "masks/s", ">= 0.95", "encode_rles without astype"),
+        Row("3 masks", "RLE bytes per masklet-frame / packed bitmap", rle_bytes, bitmap_bytes,
+            "bytes", "<= 1", f"ground-truth shapes {w}x{h}"),
+        Row("3 masks", "stored RLE bytes / packed bitmap (tiny SAM 3)", stored_bytes,
+            sh * sw / 8, "bytes", "<= 1", f"{len(stored)} masklet-frames {sw}x{sh} in Lance"),
+    ]  # fmt: skip
+
+
+# ---- 4. writes ------------------------------------------------------------------------------
+
+
+def _tables_by_video(outputs: list[dict]) -> dict[str, list[dict]]:
+    by_video: dict[str, list[dict]] = defaultdict(list)
+    for o in outputs:
+        by_video[o["video_id"]].append(pickle.loads(o["tables"]))
+    return by_video
+
+
+def write_stage(uri: str, by_video: dict[str, list[dict]], per_video_fragment: bool) -> None:
+    """What write tasks + the driver do: fragments per clip (or per video), commit per video."""
+    import pyarrow as pa
+
+    from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore, write_fragments
+
+    store = IndexStore.create(uri)
+    for clips in by_video.values():
+        if per_video_fragment:
+            clips = [{t: pa.concat_tables([c[t] for c in clips]) for t in PER_VIDEO_TABLES}]
+        written = [write_fragments(store.uri, c) for c in clips]
+        for table in PER_VIDEO_TABLES:
+            store.commit_fragments(table, [w[table] for w in written if table in w])
+
+
+def write_direct(uri: str, by_video: dict[str, list[dict]]) -> None:
+    """The same batches written with one lance.write_dataset per table."""
+    import lance
+    import pyarrow as pa
+
+    from vidlake.store.schema import TABLES
+    from vidlake.store.tables import DATA_STORAGE_VERSION, PER_VIDEO_TABLES, IndexStore, table_uri
+
+    store = IndexStore.create(uri)
+    for table in PER_VIDEO_TABLES:
+        batches = [b for clips in by_video.values() for c in clips for b in c[table].to_batches()]
+        lance.write_dataset(
+            pa.RecordBatchReader.from_batches(TABLES[table], iter(batches)),
+            table_uri(store.uri, table),
+            mode="append",
+            data_storage_version=DATA_STORAGE_VERSION,
+        )
+
+
+def fragment_stats(index_uri: str, table: str) -> tuple[int, float]:
+    """(fragments, mean data bytes per fragment) of one table of an index."""
+    from vidlake.store.tables import IndexStore
+
+    frags = IndexStore.open(index_uri).dataset(table).get_fragments()
+    sizes = [sum(f.file_size_bytes or 0 for f in frag.data_files()) for frag in frags]
+    return len(frags), (statistics.fmean(sizes) if sizes else 0.0)
+
+
+def bench_writes(outputs: list[dict], size: Size, workdir: Path, e2e_index: str) -> list[Row]:
+    from vidlake.store.tables import COMPACT_FRAGMENTS_OVER, IndexStore
+
+    by_video = _tables_by_video(outputs)
+    nbytes = sum(t.nbytes for clips in by_video.values() for c in clips for t in c.values())
+    mb = nbytes / 1e6
+    runs = iter(range(1000))
+
+    def fresh() -> str:
+        return str(workdir / "writes" / f"w{next(runs)}")
+
+    rep = size.repeats
+    t_stage, _ = timed(lambda: write_stage(fresh(), by_video, per_video_fragment=False), rep)
+    t_direct, _ = timed(lambda: write_direct(fresh(), by_video), rep)
+    t_video, _ = timed(lambda: write_stage(fresh(), by_video, per_video_fragment=True), rep)
+    n_clips = sum(len(c) for c in by_video.values())
+    rows = [
+        Row("4 writes", "write stage / lance.write_dataset", mb / t_stage, mb / t_direct, "MB/s",
+            ">= 0.9", f"{n_clips} clips, {len(by_video)} videos, {mb:.2f} MB Arrow"),
+        Row("4 writes", "prototype: 1 fragment per video / write_dataset", mb / t_video,
+            mb / t_direct, "MB/s", ">= 0.9", "concat a video's clips before writing"),
+    ]  # fmt: skip
+
+    # Fragments the e2e run left, and what compacting them gives.
+    compacted = str(workdir / "compacted")
+    shutil.copytree(e2e_index, compacted)
+    IndexStore.open(compacted).dataset("masklets").optimize.compact_files()
+    for table in ("masklets", "clips"):
+        n, mean_bytes = fragment_stats(e2e_index, table)
+        n_c, mean_c = fragment_stats(compacted, table) if table == "masklets" else (n, mean_bytes)
+        triggered = "compacted" if n <= 1 < n_clips else "not compacted"
+        rows.append(
+            Row("4 writes", f"{table} fragments left by a run / compaction threshold", n,
+                COMPACT_FRAGMENTS_OVER, "fragments", "",
+                f"{triggered} (threshold > {COMPACT_FRAGMENTS_OVER})")
+        )  # fmt: skip
+        if table == "masklets":
+            rows.append(
+                Row("4 writes", "masklets bytes per fragment / after compaction", mean_bytes,
+                    mean_c, "bytes", "", f"{n} -> {n_c} fragments")
+            )  # fmt: skip
+    return rows
+
+
+# ---- 6. memory ------------------------------------------------------------------------------
+
+
+def bench_memory(inputs: dict, size: Size, workdir: Path, max_side: int) -> list[Row]:
+    memory = _load_memory_module()
+    base = [v.uri for v in inputs["videos"][: size.memory_videos]]
+    peaks = []
+    for scale in (1, 10):
+        folder = workdir / f"memory_{scale}x"
+        folder.mkdir(parents=True, exist_ok=True)
+        uris = []
+        for k in range(scale):  # copies under new names: new video ids, same decode work
+            for uri in base:
+                dst = folder / f"{Path(uri).stem}_{k}.mp4"
+                shutil.copyfile(uri, dst)
+                uris.append(str(dst))
+        peaks.append(
+            memory.index_peak_memory(
+                uris, str(folder / "idx"), inputs["model"], CONCEPTS, size.fps, max_side
+            )
+        )
+    small, large = peaks
+    note = f"{small.frames} vs {large.frames} frames"
+    mib = 1024 * 1024
+    return [
+        Row("6 memory", "driver peak RSS, 10x / 1x corpus", large.driver / mib,
+            small.driver / mib, "MiB", "<= 1.1", note),
+        Row("6 memory", "segment actor peak RSS, 10x / 1x", max(large.actors) / mib,
+            max(small.actors) / mib, "MiB", "<= 1.1", f"{len(large.actors)} actor(s)"),
+        Row("6 memory", "task workers peak RSS, 10x / 1x", large.task_workers / mib,
+            small.task_workers / mib, "MiB", "<= 1.1", "decode/probe/write tasks"),
+    ]  # fmt: skip
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("section", "measure", "value", "baseline", "unit", "ratio", "target", "", "note"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.section,
+            r.name,
+            f"{r.value:.4g}",
+            f"{r.baseline:.4g}",
+            r.unit,
+            f"{r.ratio:.3f}",
+            r.target,
+            r.verdict,
+            r.note,
+        )
+    Console(width=200).print(table)
+
+
+def render_markdown(rows: list[Row], args: argparse.Namespace, wall_s: float) -> str:
+    memory = _load_memory_module()
+    lines = [
+        f"### Index job stages vs their limits (`--size {args.size}`)",
+        "",
+        f"Machine: {memory.machine_name()}; tiny random SAM 3 on CPU (fp32, 1 torch thread per"
+        f" actor); synthetic 160x120 videos. One run, {wall_s:.0f} s, load average at the end"
+        f" {os.getloadavg()[0]:.1f}: the machine was shared with other jobs, so absolute figures"
+        " carry noise; ratios are side by side.",
+        "",
+        "| section | measure | value | baseline | unit | ratio | target | | note |",
+        "|---|---|---:|---:|---|---:|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.section} | {r.name} | {r.value:.4g} | {r.baseline:.4g} | {r.unit} | "
+            f"{r.ratio:.3f} | {r.target} | {r.verdict} | {r.note} |"
+        )
+    lines += ["", f"Reproduce: `{memory.reproduce_command()}`", ""]
+    return "\n".join(lines)
+
+
+SECTIONS = ("efficiency", "decode", "masks", "writes", "scaling", "memory")
+
+
+def run(size_name: str, workdir: Path, sections: tuple[str, ...] = SECTIONS) -> list[Row]:
+    """Runs the benchmark at a size; returns its rows (every section needs the 1-actor run)."""
+    from vidlake.model.tiny import TINY_IMAGE_SIZE
+
+    size = SIZES[size_name]
+    max_side = TINY_IMAGE_SIZE  # the model's input side: decode no larger than the model needs
+    inputs = write_inputs(workdir, size)
+    rows: list[Row] = []
+    outputs, e2e_index = None, None
+    if {"efficiency", "masks", "writes", "scaling"} & set(sections):
+        eff, _, outputs, e2e_index = bench_efficiency_and_scaling(
+            inputs, size, workdir, max_side, scaling="scaling" in sections
+        )
+        rows += eff
+    if "decode" in sections:
+        rows += bench_decode(inputs, size, max_side)
+    if "masks" in sections:
+        rows += bench_masks(inputs, size, e2e_index)
+    if "writes" in sections:
+        rows += bench_writes(outputs, size, workdir, e2e_index)
+    if "memory" in sections:
+        rows += bench_memory(inputs, size, workdir, max_side)
+    return sorted(rows, key=lambda r: r.section)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated of {','.join(SECTIONS)}"
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and indexes here")
+    parser.add_argument("--no-results", action="store_true", help="do not edit RESULTS.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vidlake-bench-") as tmp:
+        rows = run(args.size, args.workdir or Path(tmp), sections)
+    wall = time.perf_counter() - t0
+    print_table(rows, f"vidlake index job, --size {args.size} ({wall:.0f} s)")
+    memory = _load_memory_module()
+    print(f"reproduce: {memory.reproduce_command()}")
+    if not args.no_results:
+        memory.write_results_block("bench/pipeline.py", render_markdown(rows, args, wall))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
