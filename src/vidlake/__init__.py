@@ -27,8 +27,11 @@ def index(sources, index_uri: str, concepts, **options):
     return run_index(config)
 
 
-def open(uri: str, storage_options: dict | None = None):  # noqa: A001 - mirrors lance.dataset
-    """The index at URI, ready for `.search(phrase)`; IndexNotFoundError if there is none."""
+def open(uri: str, storage_options: dict | None = None, as_of: int | None = None):  # noqa: A001
+    """The index at URI, ready for `.search(phrase)`; IndexNotFoundError if there is none.
+
+    as_of pins the index version (the `videos` table's version) the queries read.
+    """
     from vidlake.query.engine import ConceptIndex
 
-    return ConceptIndex.open(uri, storage_options)
+    return ConceptIndex.open(uri, storage_options, as_of=as_of)

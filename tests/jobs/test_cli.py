@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,10 @@ FAST = ["--clip-seconds", "2", "--fps", "2", "--overlap", "0.5", "--max-side", "
 
 
 def vidlake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    # A terminal as wide as a user's: Rich sizes tables to COLUMNS when not on a TTY.
+    env = {**os.environ, "COLUMNS": "160"}
     return subprocess.run(
-        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 

@@ -48,7 +48,7 @@ def parse_storage_options(items: list[str] | None) -> dict[str, str]:
 
 def _register_commands() -> None:
     """Imports the modules that add their commands to `app` (one module per area)."""
-    from vidlake.jobs import cli_admin, cli_index, cli_query  # noqa: F401
+    from vidlake.jobs import cli_admin, cli_index, cli_query, cli_serve  # noqa: F401
 
 
 def main() -> None:

@@ -1,48 +1,65 @@
-"""`vidlake query` and `vidlake info`."""
+"""`vidlake query`, `info`, `reindex`, `export` and `preview`: thin layers over vidlake.query."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options
+from vidlake.errors import UsageError
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, err, out, parse_storage_options
+
+AsOfOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--as-of",
+        help="Read the index as it was at this version (the videos table's; see `info`).",
+    ),
+]
+VideoOpt = Annotated[
+    list[str] | None,
+    typer.Option("--video", help="Only videos whose URI or file name matches this glob."),
+]
+BetweenOpt = Annotated[
+    tuple[float, float] | None,
+    typer.Option("--between", help="START END seconds: objects visible in this time range."),
+]
+MinScoreOpt = Annotated[float, typer.Option(help="Only clips whose best object scores this.")]
 
 
-@app.command()
-def query(
-    phrase: Annotated[str, typer.Argument(help="The concept to look for, e.g. 'red umbrella'.")],
-    index_uri: IndexOpt,
-    min_score: Annotated[
-        float, typer.Option(help="Only clips whose best object scores this.")
-    ] = 0.0,
-    min_presence: Annotated[float, typer.Option(help="Only clips with this presence score.")] = 0.0,
-    limit: Annotated[int, typer.Option(help="At most this many clips.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
-    storage_option: StorageOpt = None,
-) -> None:
-    """Find the clips where a concept appears."""
-    import vidlake
+def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = None):
+    from vidlake.query.engine import ConceptIndex
 
-    engine = vidlake.open(index_uri, parse_storage_options(storage_option) or None)
-    hits = engine.search(phrase, min_score=min_score, min_presence=min_presence, limit=limit)
-    rows = hits.to_pylist()
+    if as_of is not None and as_of < 1:
+        raise UsageError(f"--as-of must be a version >= 1, got {as_of}")
+    return ConceptIndex.open(index_uri, parse_storage_options(storage_option) or None, as_of)
+
+
+def _rows(hits, match: str) -> list[dict]:
+    return [{**r, "match": match} for r in hits.to_pylist()]
+
+
+def _print_rows(rows: list[dict], title: str, as_json: bool, as_csv: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    if not rows:
-        out.print(f"no clips with {phrase!r}", highlight=False)
-        if phrase.strip().lower() not in engine.vocabulary():
-            near = engine.suggestions(phrase)
-            hint = f"; did you mean: {', '.join(near)}" if near else ""
-            out.print(f"{phrase!r} is not in this index's vocabulary{hint}", highlight=False)
+    if as_csv:
+        if rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
         return
-    table = Table(title=f"{len(rows)} clips with {phrase!r}")
-    for col in ("video", "start s", "end s", "objects", "best score", "clip"):
-        table.add_column(col)
+    if not rows:
+        return
+    table = Table(title=title)
+    # Names and ids wrap rather than being cut: a truncated clip id cannot be passed on.
+    for col in ("video", "start s", "end s", "objects", "best score", "concept", "clip"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
             Path(r["video_uri"]).name,
@@ -50,27 +67,142 @@ def query(
             f"{r['end_s']:.2f}",
             str(r["n_objects"]),
             f"{r['max_score']:.3f}",
+            r["concept"],
             r["clip_id"],
         )
     out.print(table)
 
 
 @app.command()
+def query(
+    phrase: Annotated[str, typer.Argument(help="The concept to look for, e.g. 'red umbrella'.")],
+    index_uri: IndexOpt,
+    min_score: MinScoreOpt = 0.0,
+    min_presence: Annotated[float, typer.Option(help="Only clips with this presence score.")] = 0.0,
+    video: VideoOpt = None,
+    between: BetweenOpt = None,
+    min_count: Annotated[int, typer.Option(help="Only clips with at least N such objects.")] = 1,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option("--with", help="Another phrase that must appear in the same clip."),
+    ] = None,
+    same_frame: Annotated[
+        bool, typer.Option("--same-frame", help="--with phrases in one same sampled frame.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="At most this many clips.")] = 100,
+    order: Annotated[str, typer.Option(help="Order by 'score' (best first) or 'time'.")] = "score",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV rows.")] = False,
+    as_of: AsOfOpt = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="For a phrase not indexed: run the model with it on the candidate clips "
+            "and add what it finds to the index.",
+        ),
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="Model for --verify (default: the one the index used).")
+    ] = None,
+    max_clips: Annotated[int, typer.Option(help="--verify checks at most this many clips.")] = 100,
+    device: Annotated[str, typer.Option(help="Device for --verify.")] = "auto",
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --verify.")] = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Find the clips where a concept appears; a phrase nobody indexed gives candidates."""
+    from vidlake.query.engine import Query, normalize_phrase
+
+    if as_json and as_csv:
+        raise UsageError("--json and --csv are exclusive")
+    engine = _open(index_uri, storage_option, as_of)
+    concept = normalize_phrase(phrase)
+    q = Query(
+        phrase=concept,
+        min_score=min_score,
+        min_presence=min_presence,
+        limit=limit,
+        videos=tuple(video or ()),
+        between=between,
+        min_count=min_count,
+        with_concepts=tuple(normalize_phrase(p) for p in with_ or ()),
+        same_frame=same_frame,
+        order_by=order,
+    )
+    note = err if (as_json or as_csv) else out
+    if verify and as_of is not None:
+        raise UsageError("--verify writes to the index; it cannot run with --as-of")
+    if not engine.is_indexed(concept):
+        candidates = engine.candidates(concept)
+        near = ", ".join(
+            f"{c.concept} (similarity {c.similarity:.2f}"
+            f"{', words match' if c.text_match else ''}, {c.n_clips} clips)"
+            for c in candidates
+        )
+        note.print(
+            f"{concept!r} is not indexed; nearest indexed concepts: {near or '-'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if not verify:
+            clips = engine.candidate_clips(candidates, limit=limit)
+            if not (as_json or as_csv):
+                note.print("their clips are candidates; --verify checks them with the model")
+            _print_rows(
+                _rows(clips, "candidate"),
+                f"{clips.num_rows} candidate clips for {concept!r}",
+                as_json,
+                as_csv,
+            )
+            return
+        result = engine.verify(
+            concept,
+            candidates=candidates,
+            max_clips=max_clips,
+            model=model,
+            device=device,
+            address=address,
+        )
+        note.print(
+            f"verified {concept!r} with {result.model_id} on {result.n_clips_checked} candidate "
+            f"clips: found in {result.n_clips_found}; added to the index",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for clip, error in result.failures:
+            note.print(f"[red]failed[/red] {clip}: {error}", highlight=False, soft_wrap=True)
+    elif verify:
+        note.print(f"{concept!r} is indexed: a lookup, nothing to verify", highlight=False)
+    hits = engine.run(q)
+    verified = engine.verified()
+    if concept in verified:
+        note.print(
+            f"{concept!r} was verified at query time on {verified[concept]} candidate clips, "
+            "not indexed over every clip",
+            highlight=False,
+            soft_wrap=True,
+        )
+    rows = _rows(hits, "hit")
+    if not rows and not (as_json or as_csv):
+        out.print(f"no clips with {concept!r}", highlight=False)
+    _print_rows(rows, f"{len(rows)} clips with {concept!r}", as_json, as_csv)
+
+
+@app.command()
 def info(
     index_uri: IndexOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_of: AsOfOpt = None,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Show an index: rows per table, failed videos, the vocabulary."""
+    """Show an index: rows and version per table, failed videos, the vocabulary."""
     import dataclasses
 
-    import vidlake
-
-    details = vidlake.open(index_uri, parse_storage_options(storage_option) or None).info()
+    details = _open(index_uri, storage_option, as_of).info()
     if as_json:
         print(json.dumps(dataclasses.asdict(details), indent=2))
         return
-    out.print(f"index {details.uri}", highlight=False)
+    out.print(f"index {details.uri} version {details.version}", highlight=False)
     table = Table(title="tables")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -81,5 +213,67 @@ def info(
     out.print(f"models: {', '.join(details.models) or '-'}", highlight=False)
     vocab = ", ".join(f"{c} ({n} clips)" for c, n in details.vocabulary.items())
     out.print(f"vocabulary: {vocab or '-'}", highlight=False)
+    if details.verified:
+        verified = ", ".join(f"{c} ({n} clips)" for c, n in details.verified.items())
+        out.print(f"verified at query time: {verified}", highlight=False)
     for uri, error in details.failed:
         out.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reindex(index_uri: IndexOpt, storage_option: StorageOpt = None) -> None:
+    """Rebuild the query indexes: concept lookups, full-text and embeddings of concept names."""
+    from vidlake.query.indexes import refresh_indexes
+    from vidlake.store.tables import IndexStore
+
+    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    refresh_indexes(store)
+    out.print(f"rebuilt the query indexes of {store.uri}", highlight=False)
+
+
+@app.command()
+def export(
+    phrase: Annotated[str, typer.Argument(help="The concept whose hits to export.")],
+    index_uri: IndexOpt,
+    out_path: Annotated[Path, typer.Option("--out", help="The JSON file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="coco (COCO RLE) or ytvis.")] = "coco",
+    min_score: MinScoreOpt = 0.0,
+    video: VideoOpt = None,
+    between: BetweenOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many clips.")] = None,
+    as_of: AsOfOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Write the masks of a concept's hits as COCO RLE JSON or YouTube-VIS JSON."""
+    from vidlake.query.export import FORMATS, export_hits
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    engine = _open(index_uri, storage_option, as_of)
+    hits = engine.search(phrase, min_score=min_score, videos=video, between=between, limit=limit)
+    data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(data))
+    n = len(data["annotations"])
+    out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", highlight=False)
+
+
+@app.command()
+def preview(
+    clip_id: Annotated[str, typer.Argument(help="A clip id (from `vidlake query`).")],
+    index_uri: IndexOpt,
+    out_path: Annotated[Path, typer.Option("--out", help="FILE.gif, FILE.mp4 or FILE.png.")],
+    concept: Annotated[
+        list[str] | None, typer.Option("--concept", help="Draw only this concept.")
+    ] = None,
+    as_of: AsOfOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Draw a clip's masks, boxes and labels over its frames."""
+    from vidlake.query.engine import normalize_phrase
+    from vidlake.query.preview import write_preview
+
+    engine = _open(index_uri, storage_option, as_of)
+    concepts = [normalize_phrase(c) for c in concept] if concept else None
+    path = write_preview(engine, clip_id, out_path, concepts)
+    out.print(f"wrote {path}", highlight=False)

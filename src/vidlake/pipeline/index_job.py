@@ -223,8 +223,10 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     if clip_rows:
         _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, progress)
 
-    store.build_indexes()
     store.compact_if_fragmented()
+    from vidlake.query.indexes import refresh_indexes
+
+    refresh_indexes(store)
     summary.wall_s = time.perf_counter() - t0
     store.append_run(_run_row(config, summary, started))
     return summary

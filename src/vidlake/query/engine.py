@@ -1,16 +1,35 @@
-"""The concept search engine over an index's tables."""
+"""The concept search engine over an index's tables.
+
+A `ConceptIndex` is a snapshot: it pins every table's version when opened (the latest, or the
+versions an index had at `as_of`), so one engine answers every query from the same state. The
+index version is the `videos` table's version: its rows are the commit markers.
+
+A lookup is an index read: the BITMAP index on `concept_hits.concept` gives the phrase's rows,
+filters are pushed down with it, and rows of videos without an `indexed` row are dropped with
+a set of committed video ids loaded once per snapshot.
+"""
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
+import lance
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidlake.errors import UsageError
-from vidlake.store.schema import STATUS_FAILED
+from vidlake.store.schema import (
+    CONCEPT_SOURCE_VERIFIED,
+    STATUS_FAILED,
+    STATUS_INDEXED,
+    TABLES,
+)
 from vidlake.store.tables import IndexStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +49,16 @@ HIT_COLUMNS = [
 ]
 
 
+def _columns_schema(table: str, columns: list[str]) -> pa.Schema:
+    schema = TABLES[table]
+    return pa.schema([schema.field(c) for c in columns])
+
+
+HIT_SCHEMA = _columns_schema("concept_hits", HIT_COLUMNS)
+ORDERS = ("score", "time")
+IN_LIST_CHUNK = 1000
+
+
 def normalize_phrase(phrase: str) -> str:
     """The phrase as concepts are stored: lower case, single spaces; UsageError if empty."""
     normalized = " ".join(phrase.strip().lower().split())
@@ -42,6 +71,62 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _sql_list(values: Sequence[str]) -> str:
+    return ", ".join(_sql_str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One concept query, validated: what `search` and `vidlake query` take.
+
+    between: (start_s, end_s) seconds of the video; a clip matches when the phrase's objects
+    are visible at some time in it. videos: globs matched against the video URI and its file
+    name. with_concepts: other phrases that must have a hit in the same clip (in the same
+    sampled frame with same_frame). min_score/min_presence apply to every phrase.
+    """
+
+    phrase: str
+    min_score: float = 0.0
+    min_presence: float = 0.0
+    limit: int | None = 100
+    videos: tuple[str, ...] = ()
+    between: tuple[float, float] | None = None
+    min_count: int = 1
+    with_concepts: tuple[str, ...] = ()
+    same_frame: bool = False
+    order_by: Literal["score", "time"] = "score"
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be >= 1, got {self.limit}")
+        if self.min_count < 1:
+            raise UsageError(f"--min-count must be >= 1, got {self.min_count}")
+        if self.between is not None:
+            start, end = self.between
+            if start > end:
+                raise UsageError(f"--between start {start} is after end {end}")
+            if start < 0:
+                raise UsageError(f"--between start must be >= 0, got {start}")
+        if self.order_by not in ORDERS:
+            raise UsageError(f"order must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
+        if self.same_frame and not self.with_concepts:
+            raise UsageError("--same-frame needs --with PHRASE")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An indexed concept near a phrase that is not indexed.
+
+    similarity: cosine similarity of the two phrases' text embeddings (-1..1).
+    text_match: the full-text index matched a word of the phrase in the concept's name.
+    """
+
+    concept: str
+    similarity: float
+    text_match: bool
+    n_clips: int
+
+
 @dataclass
 class IndexInfo:
     """What `vidlake info` shows: rows per table, table versions, failures, the vocabulary."""
@@ -52,26 +137,138 @@ class IndexInfo:
     failed: list[tuple[str, str]]
     vocabulary: dict[str, int]  # concept -> clips with a hit
     models: list[str]
+    version: int = 0  # the index version: the `videos` table's
+    verified: dict[str, int] = field(default_factory=dict)  # phrase -> clips, verified on demand
+
+
+def resolve_versions(store: IndexStore, as_of: int | None) -> dict[str, int | None]:
+    """{table: version to read}: latest, or as of index version AS_OF (None: table absent then).
+
+    Index version V is videos@V; every other table is read at its latest version committed no
+    later than videos@V (Lance keeps each version's commit timestamp).
+    """
+    videos = store.dataset("videos")
+    versions: dict[str, int | None] = {}
+    if as_of is None:
+        versions["videos"] = videos.version
+        for name in TABLES:
+            if name != "videos":
+                try:
+                    versions[name] = store.dataset(name).version
+                except (ValueError, OSError, FileNotFoundError):
+                    versions[name] = None
+        return versions
+    stamps = {v["version"]: v["timestamp"] for v in videos.versions()}
+    if as_of not in stamps:
+        raise UsageError(
+            f"--as-of {as_of}: no such index version (versions {min(stamps)}..{max(stamps)})"
+        )
+    cutoff = stamps[as_of]
+    versions["videos"] = as_of
+    for name in TABLES:
+        if name == "videos":
+            continue
+        try:
+            history = store.dataset(name).versions()
+        except (ValueError, OSError, FileNotFoundError):
+            versions[name] = None
+            continue
+        before = [v["version"] for v in history if v["timestamp"] <= cutoff]
+        versions[name] = max(before) if before else None
+    return versions
 
 
 class ConceptIndex:
-    """A read-only view of one index for concept queries."""
+    """A read-only snapshot of one index for concept queries."""
 
-    def __init__(self, store: IndexStore):
+    def __init__(self, store: IndexStore, as_of: int | None = None):
         self.store = store
+        self.as_of = as_of
+        self._pin()
 
     @classmethod
-    def open(cls, uri: str, storage_options: dict | None = None) -> ConceptIndex:
-        return cls(IndexStore.open(uri, storage_options))
+    def open(
+        cls, uri: str, storage_options: dict | None = None, as_of: int | None = None
+    ) -> ConceptIndex:
+        return cls(IndexStore.open(uri, storage_options), as_of=as_of)
+
+    def _pin(self) -> None:
+        self.versions = resolve_versions(self.store, self.as_of)
+        self._datasets: dict[str, lance.LanceDataset | None] = {}
+        self._committed: frozenset[str] | None = None
+        self._concepts: pa.Table | None = None
+
+    def refresh(self) -> None:
+        """Moves the snapshot to the tables' latest versions (not for an as-of view)."""
+        if self.as_of is not None:
+            raise UsageError("an --as-of view of an index is read-only")
+        self._pin()
+
+    @property
+    def version(self) -> int:
+        return int(self.versions["videos"])
+
+    def dataset(self, table: str) -> lance.LanceDataset | None:
+        """TABLE at the snapshot's version; None if the table did not exist then."""
+        if table not in self._datasets:
+            v = self.versions.get(table)
+            self._datasets[table] = None if v is None else self.store.dataset(table, version=v)
+        return self._datasets[table]
+
+    def _read(self, table: str, columns: list[str], where: str | None = None) -> pa.Table:
+        ds = self.dataset(table)
+        if ds is None:
+            return _columns_schema(table, columns).empty_table()
+        return ds.to_table(columns=columns, filter=where)
+
+    # ---- state loaded once per snapshot ------------------------------------------------
+
+    def committed_video_ids(self) -> frozenset[str]:
+        """Ids of videos with an `indexed` row: the only ones whose rows queries return."""
+        if self._committed is None:
+            t = self._read("videos", ["video_id"], f"status = '{STATUS_INDEXED}'")
+            self._committed = frozenset(t.column("video_id").to_pylist())
+        return self._committed
+
+    def concepts_table(self) -> pa.Table:
+        """The `concepts` rows (without embeddings) of this snapshot."""
+        if self._concepts is None:
+            self._concepts = self._read(
+                "concepts", ["concept", "n_clips", "source", "model_id", "n_clips_checked"]
+            )
+        return self._concepts
 
     def vocabulary(self) -> list[str]:
         """Concepts the indexed videos were indexed with."""
-        videos = self.store.videos(columns=["vocabulary", "status"])
+        videos = self._read("videos", ["vocabulary", "status"])
         concepts: set[str] = set()
-        for row in videos.to_pylist():
-            if row["status"] != STATUS_FAILED:
-                concepts.update(row["vocabulary"] or [])
+        for vocab, status in zip(
+            videos.column("vocabulary").to_pylist(),
+            videos.column("status").to_pylist(),
+            strict=True,
+        ):
+            if status != STATUS_FAILED:
+                concepts.update(vocab or [])
         return sorted(concepts)
+
+    def verified(self) -> dict[str, int]:
+        """{phrase: clips checked} of phrases verified at query time (on candidate clips)."""
+        t = self.concepts_table()
+        return {
+            r["concept"]: int(r["n_clips_checked"] or 0)
+            for r in t.to_pylist()
+            if r["source"] == CONCEPT_SOURCE_VERIFIED
+        }
+
+    def is_indexed(self, phrase: str) -> bool:
+        """Whether a lookup answers PHRASE: in the vocabulary or verified at query time."""
+        concept = normalize_phrase(phrase)
+        known = self.concepts_table().column("concept")
+        if pc.any(pc.equal(known, concept)).as_py():
+            return True
+        return concept in self.vocabulary()
+
+    # ---- search ------------------------------------------------------------------------
 
     def search(
         self,
@@ -80,57 +277,335 @@ class ConceptIndex:
         min_score: float = 0.0,
         min_presence: float = 0.0,
         limit: int | None = 100,
+        videos: str | Sequence[str] | None = None,
+        between: tuple[float, float] | None = None,
+        min_count: int = 1,
+        with_concepts: str | Sequence[str] = (),
+        same_frame: bool = False,
+        order_by: Literal["score", "time"] = "score",
     ) -> pa.Table:
-        """Clips where PHRASE was found, best score first, as an Arrow table of HIT_COLUMNS.
+        """Clips where PHRASE was found, as an Arrow table of HIT_COLUMNS (see `Query`).
 
-        Only clips of videos with an `indexed` row are returned: rows of a video whose job
-        was killed before its commit marker are invisible here.
+        order_by "score": best score first; "time": by video URI, then start time. Only clips
+        of videos with an `indexed` row are returned: rows of a video whose job was killed
+        before its commit marker are invisible here.
         """
-        concept = normalize_phrase(phrase)
-        if limit is not None and limit < 1:
-            raise UsageError(f"--limit must be >= 1, got {limit}")
-        where = f"concept = {_sql_str(concept)}"
-        if min_score > 0:
-            where += f" AND max_score >= {float(min_score)}"
-        if min_presence > 0:
-            where += f" AND max_presence >= {float(min_presence)}"
-        hits = self.store.dataset("concept_hits").to_table(columns=HIT_COLUMNS, filter=where)
-        if hits.num_rows:
-            committed = self.store.indexed_video_ids()
-            hits = hits.filter(pc.is_in(hits.column("video_id"), value_set=committed))
-        hits = hits.sort_by(
-            [("max_score", "descending"), ("video_uri", "ascending"), ("start_s", "ascending")]
+        if isinstance(videos, str):
+            videos = [videos]
+        if isinstance(with_concepts, str):
+            with_concepts = [with_concepts]
+        query = Query(
+            phrase=normalize_phrase(phrase),
+            min_score=float(min_score),
+            min_presence=float(min_presence),
+            limit=limit,
+            videos=tuple(videos or ()),
+            between=None if between is None else (float(between[0]), float(between[1])),
+            min_count=int(min_count),
+            with_concepts=tuple(normalize_phrase(p) for p in with_concepts),
+            same_frame=same_frame,
+            order_by=order_by,
         )
-        if limit is not None:
-            hits = hits.slice(0, limit)
+        return self.run(query)
+
+    def run(self, query: Query) -> pa.Table:
+        """The hits of a validated Query."""
+        hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
+        if query.videos and hits.num_rows:
+            hits = hits.filter(_glob_mask(hits.column("video_uri"), query.videos))
+        for other in query.with_concepts:
+            if not hits.num_rows:
+                break
+            where = self._where(query, filters=False)
+            clips = self._lookup(other, where, ["clip_id"]).column("clip_id")
+            hits = hits.filter(pc.is_in(hits.column("clip_id"), value_set=clips))
+        if query.same_frame and hits.num_rows:
+            keep = self._same_frame_clips(
+                hits.column("clip_id").to_pylist(), (query.phrase, *query.with_concepts), query
+            )
+            hits = hits.filter(pc.is_in(hits.column("clip_id"), value_set=pa.array(keep)))
+        if query.order_by == "time":
+            order = [("video_uri", "ascending"), ("start_s", "ascending")]
+        else:
+            order = [
+                ("max_score", "descending"),
+                ("video_uri", "ascending"),
+                ("start_s", "ascending"),
+            ]
+        hits = hits.sort_by(order)
+        if query.limit is not None:
+            hits = hits.slice(0, query.limit)
         return hits
 
+    @staticmethod
+    def _where(query: Query, filters: bool = True) -> str:
+        parts = []
+        if query.min_score > 0:
+            parts.append(f"max_score >= {query.min_score}")
+        if query.min_presence > 0:
+            parts.append(f"max_presence >= {query.min_presence}")
+        if filters and query.min_count > 1:
+            parts.append(f"n_objects >= {query.min_count}")
+        if filters and query.between is not None:
+            start, end = query.between
+            parts.append(f"start_s <= {end} AND end_s >= {start}")
+        return " AND ".join(parts)
+
+    def _lookup(self, concept: str, where: str, columns: list[str]) -> pa.Table:
+        """Committed concept_hits rows of CONCEPT matching WHERE (an index read)."""
+        full = f"concept = {_sql_str(concept)}" + (f" AND {where}" if where else "")
+        hits = self._read("concept_hits", list(dict.fromkeys([*columns, "video_id"])), full)
+        if hits.num_rows:
+            committed = self.committed_video_ids()
+            mask = [v in committed for v in hits.column("video_id").to_pylist()]
+            hits = hits.filter(pa.array(mask, pa.bool_()))
+        if "video_id" not in columns:
+            hits = hits.drop_columns(["video_id"])
+        return hits.select(columns)
+
+    def _same_frame_clips(self, clip_ids: list[str], concepts: tuple[str, ...], query: Query):
+        """Clips among CLIP_IDS with one sampled frame where every concept has an object."""
+        frames: dict[tuple[str, str], set[int]] = {}
+        unique = sorted(set(clip_ids))
+        for start in range(0, len(unique), IN_LIST_CHUNK):
+            chunk = unique[start : start + IN_LIST_CHUNK]
+            where = f"clip_id IN ({_sql_list(chunk)}) AND concept IN ({_sql_list(concepts)})"
+            if query.min_score > 0:
+                where += f" AND score >= {query.min_score}"
+            t = self._read("masklets", ["clip_id", "concept", "frame_idx"], where)
+            for clip, concept, idx in zip(
+                t.column("clip_id").to_pylist(),
+                t.column("concept").to_pylist(),
+                t.column("frame_idx").to_pylist(),
+                strict=True,
+            ):
+                frames.setdefault((clip, concept), set()).update(idx or [])
+        keep = []
+        for clip in unique:
+            together = set.intersection(*(frames.get((clip, c), set()) for c in concepts))
+            if together:
+                keep.append(clip)
+        return keep
+
+    # ---- phrases nobody indexed ---------------------------------------------------------
+
+    def candidates(self, phrase: str, n: int = 5) -> list[Candidate]:
+        """Indexed concepts nearest PHRASE: text-embedding similarity, plus full-text matches.
+
+        A full-text match ranks a concept ahead of one with a slightly higher similarity
+        (bonus 0.1): "crimson square" shares a word with "red square".
+        """
+        concept = normalize_phrase(phrase)
+        ds = self.dataset("concepts")
+        counts = dict(
+            zip(
+                self.concepts_table().column("concept").to_pylist(),
+                self.concepts_table().column("n_clips").to_pylist(),
+                strict=True,
+            )
+        )
+        from vidlake.query.text import text_encoder
+
+        query_vec = text_encoder().encode([concept])[0]
+        similar: dict[str, float] = {}
+        text_hits: set[str] = set()
+        if ds is not None and counts:
+            # The index finds the neighbours; similarities are computed exactly from the stored
+            # (unquantised) embeddings.
+            near = ds.to_table(
+                columns=["concept", "embedding"],
+                nearest={
+                    "column": "embedding",
+                    "q": query_vec,
+                    "k": max(n * 2, 10),
+                    "metric": "cosine",
+                },
+                disable_scoring_autoprojection=True,
+            )
+            if near.num_rows:
+                vectors = np.asarray(near.column("embedding").combine_chunks().flatten())
+                sims = vectors.reshape(near.num_rows, -1) @ query_vec
+                similar = dict(
+                    zip(
+                        near.column("concept").to_pylist(), sims.astype(float).tolist(), strict=True
+                    )
+                )
+            try:
+                text = ds.to_table(
+                    columns=["concept"],
+                    full_text_query=concept,
+                    limit=n * 2,
+                    disable_scoring_autoprojection=True,
+                )
+                text_hits = set(text.column("concept").to_pylist())
+            except (ValueError, OSError) as exc:  # no INVERTED index on an older table
+                log.info("full-text search of concepts unavailable: %s", exc)
+        else:
+            # No concepts table in this snapshot (index older than it): embed the vocabulary.
+            vocab = self.vocabulary()
+            if vocab:
+                sims = text_encoder().encode(vocab) @ query_vec
+                similar = dict(zip(vocab, sims.astype(float).tolist(), strict=True))
+        for name in text_hits - similar.keys():
+            vec = text_encoder().encode([name])[0]
+            similar[name] = float(vec @ query_vec)
+        ranked = sorted(
+            similar.items(),
+            key=lambda kv: (-(kv[1] + (0.1 if kv[0] in text_hits else 0.0)), kv[0]),
+        )
+        return [
+            Candidate(
+                concept=name,
+                similarity=round(sim, 4),
+                text_match=name in text_hits,
+                n_clips=int(counts.get(name) or 0),
+            )
+            for name, sim in ranked
+            if name != concept
+        ][:n]
+
+    def candidate_clips(
+        self, candidates: Sequence[Candidate | str], limit: int | None = 100, **filters
+    ) -> pa.Table:
+        """Hits of the candidate concepts (one row per clip, the nearest candidate's row)."""
+        tables = []
+        for rank, cand in enumerate(candidates):
+            name = cand.concept if isinstance(cand, Candidate) else cand
+            t = self.search(name, limit=None, **filters)
+            tables.append(t.append_column("rank", pa.array([rank] * t.num_rows, pa.int32())))
+        if not tables:
+            return HIT_SCHEMA.empty_table()
+        merged = pa.concat_tables(tables).sort_by(
+            [("rank", "ascending"), ("max_score", "descending"), ("video_uri", "ascending")]
+        )
+        seen: set[str] = set()
+        keep = []
+        for i, clip in enumerate(merged.column("clip_id").to_pylist()):
+            if clip not in seen:
+                seen.add(clip)
+                keep.append(i)
+        out = merged.take(pa.array(keep, pa.int64())).drop_columns(["rank"])
+        return out.slice(0, limit) if limit is not None else out
+
+    def verify(
+        self,
+        phrase: str,
+        *,
+        candidates: Sequence[Candidate | str] | None = None,
+        max_clips: int = 100,
+        model: str | None = None,
+        device: str = "auto",
+        address: str | None = None,
+    ):
+        """Runs the segmenter with PHRASE on the candidate clips and adds its hits to the index.
+
+        Returns a `VerifyResult`; afterwards this engine sees the new rows, and PHRASE is a
+        lookup (`is_indexed`) for every later query.
+        """
+        from vidlake.query.verify import verify_phrase
+
+        if self.as_of is not None:
+            raise UsageError("--verify writes to the index; it cannot run on an --as-of view")
+        concept = normalize_phrase(phrase)
+        if max_clips < 1:
+            raise UsageError(f"--max-clips must be >= 1, got {max_clips}")
+        if candidates is None:
+            candidates = self.candidates(concept)
+        clips = self.candidate_clips(candidates, limit=max_clips)
+        result = verify_phrase(
+            self.store,
+            concept,
+            clips.column("clip_id").to_pylist(),
+            model=model,
+            device=device,
+            address=address,
+        )
+        self.refresh()
+        return result
+
     def suggestions(self, phrase: str, n: int = 3) -> list[str]:
-        """Indexed concepts that look like PHRASE (for a phrase that is not in the vocabulary)."""
+        """Indexed concepts that look like PHRASE (spelling only; `candidates` for meaning)."""
         return difflib.get_close_matches(
             normalize_phrase(phrase), self.vocabulary(), n=n, cutoff=0.5
         )
 
+    # ---- rows for export and previews ----------------------------------------------------
+
+    def clips(self, clip_ids: Sequence[str]) -> pa.Table:
+        """`clips` rows (without thumbnails) of CLIP_IDS."""
+        columns = [c for c in TABLES["clips"].names if c != "thumbnail"]
+        return self._in_chunks("clips", columns, clip_ids)
+
+    def masklets(self, clip_ids: Sequence[str], concepts: Sequence[str] | None = None) -> pa.Table:
+        """`masklets` rows (without thumbnails) of CLIP_IDS, of CONCEPTS if given."""
+        columns = [c for c in TABLES["masklets"].names if c != "thumbnail"]
+        extra = f"concept IN ({_sql_list(concepts)})" if concepts else None
+        return self._in_chunks("masklets", columns, clip_ids, extra)
+
+    def _in_chunks(
+        self, table: str, columns: list[str], clip_ids: Sequence[str], extra: str | None = None
+    ) -> pa.Table:
+        unique = sorted(set(clip_ids))
+        parts = [_columns_schema(table, columns).empty_table()]
+        for start in range(0, len(unique), IN_LIST_CHUNK):
+            where = f"clip_id IN ({_sql_list(unique[start : start + IN_LIST_CHUNK])})"
+            if extra:
+                where += f" AND {extra}"
+            parts.append(self._read(table, columns, where))
+        t = pa.concat_tables(parts)
+        if t.num_rows:
+            committed = self.committed_video_ids()
+            t = t.filter(pa.array([v in committed for v in t.column("video_id").to_pylist()]))
+        return t
+
     def info(self) -> IndexInfo:
-        videos = self.store.videos(columns=["uri", "status", "error", "model_id"])
+        videos = self._read("videos", ["uri", "status", "error", "model_id"])
         failed = [
             (r["uri"], r["error"]) for r in videos.to_pylist() if r["status"] == STATUS_FAILED
         ]
-        hits = self.store.dataset("concept_hits").to_table(columns=["concept", "video_id"])
+        hits = self._read("concept_hits", ["concept", "video_id"])
+        counts: dict[str, int] = {}
         if hits.num_rows:
-            hits = hits.filter(
-                pc.is_in(hits.column("video_id"), value_set=self.store.indexed_video_ids())
-            )
-        counts = dict.fromkeys(self.vocabulary(), 0)
-        if hits.num_rows:
+            committed = self.committed_video_ids()
+            hits = hits.filter(pa.array([v in committed for v in hits["video_id"].to_pylist()]))
             for row in hits.group_by("concept").aggregate([("concept", "count")]).to_pylist():
                 counts[row["concept"]] = row["concept_count"]
+        vocabulary = {c: counts.get(c, 0) for c in self.vocabulary()}
+        verified = {c: counts.get(c, 0) for c in self.verified() if c not in vocabulary}
         models = sorted({m for m in videos.column("model_id").to_pylist() if m})
         return IndexInfo(
             uri=self.store.uri,
-            counts=self.store.counts(),
-            versions=self.store.versions(),
+            counts={
+                name: (0 if self.dataset(name) is None else self.dataset(name).count_rows())
+                for name in TABLES
+            },
+            versions={name: int(v or 0) for name, v in self.versions.items()},
             failed=failed,
-            vocabulary=counts,
+            vocabulary=vocabulary,
             models=models,
+            version=self.version,
+            verified=verified,
         )
+
+
+def _glob_mask(uris: pa.ChunkedArray, patterns: Sequence[str]) -> pa.Array:
+    """True where a URI (or its file name) matches one of the glob PATTERNS."""
+    values = uris.to_pylist()
+    matched = {}
+    for uri in set(values):
+        name = uri.rsplit("/", 1)[-1]
+        matched[uri] = any(
+            fnmatch.fnmatchcase(uri, p) or fnmatch.fnmatchcase(name, p) for p in patterns
+        )
+    return pa.array([matched[u] for u in values], pa.bool_())
+
+
+__all__ = [
+    "HIT_COLUMNS",
+    "Candidate",
+    "ConceptIndex",
+    "IndexInfo",
+    "Query",
+    "normalize_phrase",
+    "resolve_versions",
+]

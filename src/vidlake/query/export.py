@@ -1,0 +1,157 @@
+"""Result sets as COCO RLE JSON (one image per sampled frame) or YouTube-VIS JSON (one video
+per clip), from the masks stored in `masklets`.
+
+COCO bboxes are [x, y, width, height] in pixels of the indexed frames; RLE counts are the
+compressed strings pycocotools writes (column-major, as stored). Image and video file names
+are virtual (`<video file>/<clip index>/<frame>.jpg`); each record also carries the video URI,
+clip id and timestamps that locate the frame in the source.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Literal
+
+import pyarrow as pa
+
+from vidlake.errors import UsageError
+from vidlake.query.engine import ConceptIndex
+
+FORMATS = ("coco", "ytvis")
+
+
+def _rle_json(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {
+        "size": [int(s) for s in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def _xywh(box: list[float]) -> list[float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _area(rle: dict) -> float:
+    from pycocotools import mask as mask_utils
+
+    return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"]}))
+
+
+def _frame_name(clip: dict, frame_index: int) -> str:
+    stem = posixpath.basename(clip["video_uri"])
+    return f"{stem}/{clip['clip_index']:05d}/{frame_index:08d}.jpg"
+
+
+def export_hits(
+    index: ConceptIndex, hits: pa.Table, fmt: Literal["coco", "ytvis"] = "coco"
+) -> dict:
+    """The masks of HITS (rows of `search`) as a COCO or YouTube-VIS dataset dict."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    concepts = sorted(set(hits.column("concept").to_pylist()))
+    category = {c: i + 1 for i, c in enumerate(concepts)}
+    clip_ids = list(dict.fromkeys(hits.column("clip_id").to_pylist()))
+    clips = {r["clip_id"]: r for r in index.clips(clip_ids).to_pylist()}
+    masklets = index.masklets(clip_ids, concepts).to_pylist()
+    masklets.sort(key=lambda m: (clip_ids.index(m["clip_id"]), m["concept"], m["object_id"]))
+    categories = [{"id": i, "name": c, "supercategory": "object"} for c, i in category.items()]
+    if fmt == "coco":
+        return _coco(clips, clip_ids, masklets, category, categories)
+    return _ytvis(clips, clip_ids, masklets, category, categories)
+
+
+def _coco(clips, clip_ids, masklets, category, categories) -> dict:
+    images, image_id = [], {}
+    for clip_id in clip_ids:
+        clip = clips[clip_id]
+        for i, (frame, t) in enumerate(
+            zip(clip["frame_indices"], clip["frame_times_s"], strict=True)
+        ):
+            image_id[(clip_id, i)] = len(images) + 1
+            images.append(
+                {
+                    "id": len(images) + 1,
+                    "file_name": _frame_name(clip, frame),
+                    "width": clip["width"],
+                    "height": clip["height"],
+                    "video_uri": clip["video_uri"],
+                    "clip_id": clip_id,
+                    "frame_index": frame,
+                    "time_s": t,
+                }
+            )
+    annotations = []
+    for m in masklets:
+        for fi, box, score, rle in zip(
+            m["frame_idx"], m["boxes"], m["scores"], m["masks"], strict=True
+        ):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id[(m["clip_id"], fi)],
+                    "category_id": category[m["concept"]],
+                    "segmentation": _rle_json(rle),
+                    "area": _area(rle),
+                    "bbox": _xywh(box),
+                    "iscrowd": 0,
+                    "score": float(score),
+                    "track_id": m["track_id"],
+                    "masklet_id": m["masklet_id"],
+                }
+            )
+    return {
+        "info": {"description": "vidlake export", "format": "coco"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def _ytvis(clips, clip_ids, masklets, category, categories) -> dict:
+    videos, video_id = [], {}
+    for clip_id in clip_ids:
+        clip = clips[clip_id]
+        video_id[clip_id] = len(videos) + 1
+        videos.append(
+            {
+                "id": len(videos) + 1,
+                "width": clip["width"],
+                "height": clip["height"],
+                "length": clip["n_frames"],
+                "file_names": [_frame_name(clip, f) for f in clip["frame_indices"]],
+                "video_uri": clip["video_uri"],
+                "clip_id": clip_id,
+                "frame_times_s": clip["frame_times_s"],
+            }
+        )
+    annotations = []
+    for m in masklets:
+        clip = clips[m["clip_id"]]
+        n = clip["n_frames"]
+        segs, boxes, areas = [None] * n, [None] * n, [None] * n
+        for fi, box, rle in zip(m["frame_idx"], m["boxes"], m["masks"], strict=True):
+            segs[fi], boxes[fi], areas[fi] = _rle_json(rle), _xywh(box), _area(rle)
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "video_id": video_id[m["clip_id"]],
+                "category_id": category[m["concept"]],
+                "segmentations": segs,
+                "bboxes": boxes,
+                "areas": areas,
+                "iscrowd": 0,
+                "width": clip["width"],
+                "height": clip["height"],
+                "length": 1,
+                "score": float(m["score"]),
+                "track_id": m["track_id"],
+            }
+        )
+    return {
+        "info": {"description": "vidlake export", "format": "youtube-vis"},
+        "videos": videos,
+        "annotations": annotations,
+        "categories": categories,
+    }

@@ -1,0 +1,148 @@
+"""Overlay previews of one clip: its masklets' masks, boxes and labels drawn over its frames.
+
+Written as an animated GIF, an H.264 MP4, or a PNG contact sheet of the sampled frames.
+Frames are decoded again from the source at the size the index stored them.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vidlake.errors import UsageError
+from vidlake.query.engine import ConceptIndex
+from vidlake.records import ClipSpec
+
+PREVIEW_FORMATS = (".gif", ".mp4", ".png")
+MASK_ALPHA = 0.55
+SHEET_COLUMNS = 4
+
+
+def concept_color(concept: str) -> tuple[int, int, int]:
+    """A saturated RGB colour per concept, the same in every preview."""
+    hue = int(hashlib.sha1(concept.encode()).hexdigest()[:4], 16) / 0xFFFF
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.9, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None = None):
+    """(T, H, W, 3) uint8 frames of CLIP_ID with masks, boxes and labels drawn, and the clip row."""
+    from PIL import Image, ImageDraw
+    from pycocotools import mask as mask_utils
+
+    from vidlake.operators.decode import decode_clip
+
+    rows = index.clips([clip_id]).to_pylist()
+    if not rows:
+        raise UsageError(f"no clip {clip_id!r} in this index (clip ids are in query output)")
+    clip = rows[0]
+    spec = ClipSpec(
+        video_id=clip["video_id"],
+        video_uri=clip["video_uri"],
+        clip_index=clip["clip_index"],
+        start_s=clip["start_s"],
+        end_s=clip["end_s"],
+        sampled_fps=clip["sampled_fps"],
+        frame_indices=np.asarray(clip["frame_indices"], np.int64),
+        times_s=np.asarray(clip["frame_times_s"], np.float64),
+    )
+    frames = decode_clip(
+        spec,
+        storage_options=index.store.storage_options,
+        max_side=max(clip["width"], clip["height"]),
+    )
+    masklets = index.masklets([clip_id], concepts).to_pylist()
+    out = frames.astype(np.float32)
+    labels: list[list[tuple[list[float], str, tuple[int, int, int]]]] = [[] for _ in frames]
+    for m in masklets:
+        color = np.array(concept_color(m["concept"]), np.float32)
+        for fi, box, score, rle in zip(
+            m["frame_idx"], m["boxes"], m["scores"], m["masks"], strict=True
+        ):
+            mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"]}).astype(bool)
+            if mask.shape != frames.shape[1:3]:
+                mask = np.asarray(
+                    Image.fromarray(mask).resize(
+                        (frames.shape[2], frames.shape[1]), Image.Resampling.NEAREST
+                    )
+                )
+            out[fi][mask] = (1 - MASK_ALPHA) * out[fi][mask] + MASK_ALPHA * color
+            labels[fi].append((box, f"{m['concept']} {score:.2f}", concept_color(m["concept"])))
+    drawn = []
+    for frame, frame_labels in zip(out.astype(np.uint8), labels, strict=True):
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        for box, text, color in frame_labels:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=2)
+            draw.text((x0 + 2, max(0.0, y0 - 11)), text, fill=color)
+        drawn.append(np.asarray(image))
+    return np.stack(drawn), clip
+
+
+def write_preview(
+    index: ConceptIndex, clip_id: str, out: str | Path, concepts: list[str] | None = None
+) -> Path:
+    """Writes CLIP_ID's overlay preview to OUT (.gif, .mp4 or .png by its suffix)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in PREVIEW_FORMATS:
+        raise UsageError(f"--out must end in {', '.join(PREVIEW_FORMATS)}, got {out.name!r}")
+    frames, clip = overlay_frames(index, clip_id, concepts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fps = float(clip["sampled_fps"]) or 1.0
+    if suffix == ".gif":
+        from PIL import Image
+
+        # An adaptive palette per frame, undithered: overlay colours stay flat and close.
+        images = [
+            Image.fromarray(f).quantize(
+                colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+            )
+            for f in frames
+        ]
+        images[0].save(
+            out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
+    elif suffix == ".png":
+        from PIL import Image
+
+        Image.fromarray(contact_sheet(frames)).save(out)
+    else:
+        _write_mp4(frames, out, fps)
+    return out
+
+
+def contact_sheet(frames: np.ndarray, columns: int = SHEET_COLUMNS) -> np.ndarray:
+    """(rows*H, columns*W, 3) uint8: the frames (T, H, W, 3) in a grid, row by row."""
+    t, h, w, _ = frames.shape
+    cols = min(columns, t)
+    rows = -(-t // cols)
+    sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, cols)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
+    return sheet
+
+
+def _write_mp4(frames: np.ndarray, out: Path, fps: float) -> None:
+    import av
+
+    t, h, w, _ = frames.shape
+    # yuv420p needs even sides: pad one row/column of black where needed.
+    padded = np.zeros((t, h + h % 2, w + w % 2, 3), np.uint8)
+    padded[:, :h, :w] = frames
+    with av.open(str(out), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = padded.shape[2], padded.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18"}
+        for frame in padded:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -1,0 +1,682 @@
+"""The HTTP API and results page over one index: a FastAPI app, usable with or without Ray Serve.
+
+`build_app(index_uri)` gives the app; `vidlake serve` runs it as a Ray Serve ingress
+(serve/deployments.py), tests call it in-process. Security model:
+
+- Read-only index: no route deletes or rewrites rows. POST /verify only appends the verified
+  hits of a phrase (the design's query-time verification) and is off without a verifier.
+- No request input ever becomes a file path: clip ids must be 16 lowercase hex digits (as
+  records.stable_id makes them) before any lookup, the page's three files are a fixed table,
+  and previews decode the source URI the index recorded, not one from the request.
+- With a token every request but the page itself (static HTML/JS/CSS, no index data in it)
+  needs `Authorization: Bearer <token>`; the page asks for the token and sends it.
+- Bounded requests: bodies over MAX_BODY_BYTES get 413, `limit` over MAX_LIMIT and phrases
+  over MAX_PHRASE_CHARS get 422, unknown query parameters 400, at most PREVIEW_CONCURRENCY
+  previews decode at once. Bad input is a 4xx with a JSON body {"detail": ...}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import asdict
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vidlake import __version__
+from vidlake.errors import VidlakeError
+from vidlake.query.engine import ConceptIndex, normalize_phrase
+from vidlake.serve.verifier import Verifier, verify_clips
+
+log = logging.getLogger(__name__)
+
+CLIP_ID = re.compile(r"[0-9a-f]{16}")
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 50
+MAX_PHRASE_CHARS = 200
+MAX_WITH = 8
+MAX_BODY_BYTES = 64 * 1024
+MAX_VERIFY_CLIPS = 200
+DEFAULT_VERIFY_CLIPS = 20
+PREVIEW_CONCURRENCY = 2
+REFRESH_S = 10.0
+FAR_FUTURE_S = 1e12  # the open end of a one-sided time range
+
+# The results page: (file in vidlake/serve/static, media type) by URL path. Public: no index data.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+# ---- response bodies (documented in /openapi.json) -------------------------------------------
+
+
+class Hit(BaseModel):
+    clip_id: str
+    video_id: str
+    video_uri: str
+    video_name: str
+    concept: str
+    start_s: float = Field(description="First time (s) an object of the concept is visible.")
+    end_s: float = Field(description="Last time (s) an object of the concept is visible.")
+    clip_start_s: float
+    clip_end_s: float
+    n_objects: int
+    max_score: float | None
+    max_presence: float | None
+    match: Literal["hit", "candidate"] = Field(
+        description="hit: the phrase was found here; candidate: a near concept was (not verified)."
+    )
+
+
+class CandidateConcept(BaseModel):
+    concept: str
+    similarity: float
+    text_match: bool
+    n_clips: int
+
+
+class SearchResponse(BaseModel):
+    phrase: str
+    index_version: int
+    indexed: bool = Field(description="Whether the phrase is a lookup (vocabulary or verified).")
+    verified_on: int | None = Field(
+        description="Clips checked, when the phrase was verified at query time only."
+    )
+    hits: list[Hit]
+    candidates: list[CandidateConcept]
+
+
+class ConceptCount(BaseModel):
+    concept: str
+    n_clips: int
+    source: str
+
+
+class ConceptsResponse(BaseModel):
+    index_version: int
+    concepts: list[ConceptCount]
+
+
+class FrameBox(BaseModel):
+    frame: int = Field(description="Index into the clip's sampled frames.")
+    time_s: float
+    box: list[float] = Field(description="x0, y0, x1, y1 in pixels of the indexed frame.")
+    score: float | None
+
+
+class MaskletOut(BaseModel):
+    masklet_id: str
+    track_id: str
+    object_id: int
+    concept: str
+    score: float | None
+    presence: float | None
+    first_s: float
+    last_s: float
+    frames: list[FrameBox]
+
+
+class ClipOut(BaseModel):
+    clip_id: str
+    video_id: str
+    video_uri: str
+    video_name: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    sampled_fps: float
+    n_frames: int
+    width: int | None
+    height: int | None
+
+
+class ClipResponse(BaseModel):
+    clip: ClipOut
+    masklets: list[MaskletOut]
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phrase: str = Field(min_length=1, max_length=MAX_PHRASE_CHARS)
+    max_clips: int = Field(DEFAULT_VERIFY_CLIPS, ge=1, le=MAX_VERIFY_CLIPS)
+    clip_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]] | None = Field(
+        None,
+        max_length=MAX_VERIFY_CLIPS,
+        description="Clips to check; default: clips of the concepts nearest the phrase.",
+    )
+
+
+class VerifyResponse(BaseModel):
+    phrase: str
+    model_id: str
+    indexed: bool = Field(description="True when the phrase was in the vocabulary: no work done.")
+    n_clips_checked: int
+    n_clips_found: int
+    n_masklets: int
+    failures: list[tuple[str, str]]
+    index_version: int
+
+
+# ---- the snapshot the app answers from ---------------------------------------------------------
+
+
+class Snapshot:
+    """The ConceptIndex requests read, replaced (never mutated) when the index moves on.
+
+    Every REFRESH_S at most, a request starts a background check of the `videos` version; a
+    new version is opened and warmed off the request path, then swapped in, so a running
+    server sees new index jobs and no request waits for it.
+    """
+
+    def __init__(self, uri: str, storage_options: dict | None, refresh_s: float):
+        self.uri = uri
+        self.storage_options = storage_options
+        self.refresh_s = refresh_s
+        self._checking = threading.Lock()
+        self._checked = time.monotonic()
+        self.engine = self._open()
+
+    def _open(self) -> ConceptIndex:
+        engine = ConceptIndex.open(self.uri, self.storage_options)
+        engine.committed_video_ids()
+        engine.concepts_table()
+        return engine
+
+    def current(self) -> ConceptIndex:
+        stale = self.refresh_s > 0 and time.monotonic() - self._checked > self.refresh_s
+        if stale and self._checking.acquire(blocking=False):
+            self._checked = time.monotonic()
+            threading.Thread(target=self._refresh, name="vidlake-refresh", daemon=True).start()
+        return self.engine
+
+    def _refresh(self) -> None:
+        try:
+            if self.engine.store.dataset("videos").version != self.engine.version:
+                self.engine = self._open()
+                log.info("serving index version %d", self.engine.version)
+        except (OSError, ValueError, VidlakeError) as exc:
+            log.warning("could not refresh the index snapshot: %s", exc)
+        finally:
+            self._checking.release()
+
+    def reopen(self) -> ConceptIndex:
+        self.engine = self._open()
+        return self.engine
+
+
+# ---- ASGI guards: run before routing, so they cover every path ---------------------------------
+
+
+async def _send_json(send: Send, status: int, detail: str, headers: dict | None = None) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> dict:
+    return {"type": "http.disconnect"}
+
+
+class BearerAuth:
+    """401 for a request without `Authorization: Bearer TOKEN` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, token: str, public: frozenset[str]):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (
+            scope["method"] in ("GET", "HEAD") and scope["path"] in self.public
+        ):
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        if not hmac.compare_digest(given, self.expected):
+            detail = "missing bearer token" if not given else "wrong bearer token"
+            await _send_json(send, 401, detail, {"WWW-Authenticate": "Bearer"})
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """413 for a request body over MAX_BYTES, declared or streamed (read here, then replayed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        too_big = f"request body over {self.max_bytes} bytes"
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await _send_json(send, 413, too_big)
+                    return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _send_json(send, 413, too_big)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# ---- helpers of the routes ---------------------------------------------------------------------
+
+
+def _only(*names: str):
+    """A dependency: 400 when the query string has a parameter the route does not take."""
+    allowed = frozenset(names)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise HTTPException(
+                400,
+                f"unknown query parameter(s) {', '.join(unknown)}; "
+                f"this route takes {', '.join(sorted(allowed)) or 'none'}",
+            )
+
+    return Depends(check)
+
+
+def _clip_id(clip_id: str) -> str:
+    if not CLIP_ID.fullmatch(clip_id):
+        raise HTTPException(400, "a clip id is 16 lowercase hexadecimal digits")
+    return clip_id
+
+
+def _number(value: Any) -> Any:
+    """VALUE as JSON can hold it: non-finite floats become null, floats get 4 decimals."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return value
+
+
+def _video_name(uri: str) -> str:
+    return PurePosixPath(uri).name
+
+
+def _hit_rows(table, match: str) -> list[dict]:
+    rows = []
+    for row in table.to_pylist():
+        out = {k: _number(v) for k, v in row.items()}
+        out["video_name"] = _video_name(row["video_uri"])
+        out["match"] = match
+        rows.append(out)
+    return rows
+
+
+def _phrases(values: list[str] | None, what: str) -> list[str]:
+    out = []
+    for value in values or []:
+        if len(value) > MAX_PHRASE_CHARS:
+            raise HTTPException(422, f"{what} is over {MAX_PHRASE_CHARS} characters")
+        out.append(normalize_phrase(value))
+    return out
+
+
+def _static_file(name: str) -> bytes:
+    return resources.files("vidlake.serve").joinpath("static", name).read_bytes()
+
+
+# ---- the app ----------------------------------------------------------------------------------
+
+
+def build_app(
+    index_uri: str,
+    token: str | None = None,
+    verifier: Verifier | None = None,
+    storage_options: dict | None = None,
+    refresh_s: float = REFRESH_S,
+) -> FastAPI:
+    """The vidlake HTTP API and results page over the index at INDEX_URI.
+
+    token: when set, every request but the page's static files needs `Authorization: Bearer
+    TOKEN`. verifier: what POST /verify segments with (serve/verifier.py); None turns it off.
+    refresh_s: how often a request may trigger a check for a newer index version (0: never).
+    The index must exist (IndexNotFoundError otherwise).
+    """
+    snapshot = Snapshot(index_uri, storage_options, refresh_s)
+    verify_lock = threading.Lock()
+    previews = threading.BoundedSemaphore(PREVIEW_CONCURRENCY)
+    static = {path: (_static_file(name), media) for path, (name, media) in STATIC_FILES.items()}
+
+    app = FastAPI(
+        title="vidlake",
+        version=__version__,
+        description="Concept search over a vidlake index: clips, masklets, previews.",
+        docs_url=None,  # Swagger UI loads its scripts from a CDN; /openapi.json is the schema
+        redoc_url=None,
+    )
+    app.state.snapshot = snapshot
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    if token:
+        # Added last, so it runs first: no body is read for a request without the token.
+        app.add_middleware(BearerAuth, token=token, public=frozenset(STATIC_FILES))
+
+    @app.exception_handler(VidlakeError)
+    async def _user_error(request: Request, exc: VidlakeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error (see the server log)"}, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's body, without the offending input echoed back (it may be a megabyte).
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    def page(path: str):
+        body, media = static[path]
+
+        def serve_file() -> Response:
+            return Response(
+                body,
+                media_type=media,
+                headers={
+                    "Content-Security-Policy": PAGE_CSP,
+                    "X-Content-Type-Options": "nosniff",
+                    "Cache-Control": "no-cache",
+                },
+            )
+
+        return serve_file
+
+    for path in STATIC_FILES:
+        app.add_api_route(path, page(path), methods=["GET"], include_in_schema=False)
+
+    @app.get("/healthz", dependencies=[_only()])
+    def healthz() -> dict:
+        """The server is up; the index version it answers from."""
+        return {"status": "ok", "index_version": snapshot.current().version}
+
+    @app.get(
+        "/search",
+        response_model=SearchResponse,
+        dependencies=[
+            _only(
+                "q",
+                "min_score",
+                "min_presence",
+                "with",
+                "same_frame",
+                "video",
+                "start_s",
+                "end_s",
+                "min_count",
+                "order",
+                "limit",
+            )
+        ],
+    )
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=MAX_PHRASE_CHARS, description="Phrase.")],
+        min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        min_presence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        with_: Annotated[
+            list[str] | None,
+            Query(alias="with", max_length=MAX_WITH, description="Phrase in the same clip."),
+        ] = None,
+        same_frame: Annotated[bool, Query(description="`with` phrases in one frame.")] = False,
+        video: Annotated[
+            str | None, Query(max_length=MAX_PHRASE_CHARS, description="Glob on video URIs.")
+        ] = None,
+        start_s: Annotated[float | None, Query(ge=0.0, description="Visible after this.")] = None,
+        end_s: Annotated[float | None, Query(ge=0.0, description="Visible before this.")] = None,
+        min_count: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1,
+        order: Annotated[Literal["score", "time"], Query()] = "score",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    ) -> JSONResponse:
+        """Clips where the phrase appears, best first; candidates when it is not indexed."""
+        engine = snapshot.current()
+        phrase = normalize_phrase(q)
+        others = _phrases(with_, "with")
+        between = None
+        if start_s is not None or end_s is not None:
+            between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
+        filters = dict(
+            min_score=min_score,
+            min_presence=min_presence,
+            videos=video,
+            between=between,
+        )
+        body: dict[str, Any] = {
+            "phrase": phrase,
+            "index_version": engine.version,
+            "indexed": True,
+            "verified_on": None,
+            "candidates": [],
+        }
+        if engine.is_indexed(phrase):
+            hits = engine.search(
+                phrase,
+                limit=limit,
+                min_count=min_count,
+                with_concepts=others,
+                same_frame=same_frame,
+                order_by=order,
+                **filters,
+            )
+            body["verified_on"] = engine.verified().get(phrase)
+            body["hits"] = _hit_rows(hits, "hit")
+        else:
+            near = engine.candidates(phrase)
+            clips = engine.candidate_clips(near, limit=limit, **filters)
+            body["indexed"] = False
+            body["candidates"] = [asdict(c) for c in near]
+            body["hits"] = _hit_rows(clips, "candidate")
+        return JSONResponse(body)
+
+    @app.get("/concepts", response_model=ConceptsResponse, dependencies=[_only()])
+    def concepts() -> JSONResponse:
+        """The indexed concepts (and phrases verified at query time) with their clip counts."""
+        engine = snapshot.current()
+        table = engine.concepts_table()
+        if table.num_rows:
+            rows = [
+                {"concept": r["concept"], "n_clips": int(r["n_clips"] or 0), "source": r["source"]}
+                for r in table.select(["concept", "n_clips", "source"]).to_pylist()
+            ]
+        else:  # an index whose query indexes were never built: count from concept_hits
+            info = engine.info()
+            rows = [
+                {"concept": c, "n_clips": n, "source": "vocabulary"}
+                for c, n in info.vocabulary.items()
+            ]
+        rows.sort(key=lambda r: (-r["n_clips"], r["concept"]))
+        return JSONResponse({"index_version": engine.version, "concepts": rows})
+
+    def clip_row(engine: ConceptIndex, clip_id: str) -> dict:
+        rows = engine.clips([_clip_id(clip_id)]).to_pylist()
+        if not rows:
+            raise HTTPException(404, f"no clip {clip_id} in this index")
+        return rows[0]
+
+    @app.get("/clips/{clip_id}", response_model=ClipResponse, dependencies=[_only()])
+    def clip(clip_id: str) -> JSONResponse:
+        """A clip and its masklets: concept, track, score, time range and per-frame boxes."""
+        engine = snapshot.current()
+        row = clip_row(engine, clip_id)
+        times = row["frame_times_s"] or []
+        masklets = []
+        for m in engine.masklets([clip_id]).sort_by([("concept", "ascending")]).to_pylist():
+            frames = []
+            for i, (fi, box) in enumerate(zip(m["frame_idx"], m["boxes"], strict=True)):
+                scores = m["scores"] or []
+                frames.append(
+                    {
+                        "frame": fi,
+                        "time_s": _number(times[fi]) if 0 <= fi < len(times) else None,
+                        "box": [_number(float(v)) for v in box],
+                        "score": _number(float(scores[i])) if i < len(scores) else None,
+                    }
+                )
+            masklets.append(
+                {
+                    **{
+                        k: _number(m[k])
+                        for k in (
+                            "masklet_id",
+                            "track_id",
+                            "object_id",
+                            "concept",
+                            "score",
+                            "presence",
+                            "first_s",
+                            "last_s",
+                        )
+                    },
+                    "frames": frames,
+                }
+            )
+        out = {k: _number(row[k]) for k in ClipOut.model_fields if k in row}
+        out["video_name"] = _video_name(row["video_uri"])
+        return JSONResponse({"clip": out, "masklets": masklets})
+
+    @app.get(
+        "/clips/{clip_id}/thumbnail.jpg",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+        dependencies=[_only()],
+    )
+    def thumbnail(clip_id: str) -> Response:
+        """The clip's middle frame as JPEG (as the index job stored it)."""
+        engine = snapshot.current()
+        clips = engine.dataset("clips")
+        # clip_id is 16 hex digits here: safe to put in the filter.
+        table = clips.to_table(
+            columns=["video_id", "thumbnail"], filter=f"clip_id = '{_clip_id(clip_id)}'"
+        )
+        committed = engine.committed_video_ids()
+        for video_id, jpeg in zip(
+            table.column("video_id").to_pylist(), table.column("thumbnail").to_pylist(), strict=True
+        ):
+            if video_id in committed and jpeg:
+                return Response(
+                    jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"}
+                )
+        raise HTTPException(404, f"no thumbnail of clip {clip_id} in this index")
+
+    @app.get(
+        "/clips/{clip_id}/preview.gif",
+        response_class=Response,
+        responses={200: {"content": {"image/gif": {}}}},
+        dependencies=[_only("concept")],
+    )
+    def preview(
+        clip_id: str,
+        concept: Annotated[
+            list[str] | None, Query(max_length=MAX_WITH, description="Draw only these.")
+        ] = None,
+    ) -> Response:
+        """The clip's frames with its masks, boxes and labels drawn, as an animated GIF."""
+        from PIL import Image
+
+        from vidlake.query.preview import overlay_frames
+
+        engine = snapshot.current()
+        row = clip_row(engine, clip_id)
+        only = _phrases(concept, "concept") or None
+        with previews:
+            try:
+                frames, _ = overlay_frames(engine, clip_id, only)
+            except VidlakeError as exc:
+                raise HTTPException(404, f"cannot draw clip {clip_id}: {exc}") from exc
+            images = [Image.fromarray(f) for f in frames]
+            buf = io.BytesIO()
+            fps = float(row["sampled_fps"] or 1.0)
+            images[0].save(
+                buf,
+                format="GIF",
+                save_all=True,
+                append_images=images[1:],
+                duration=int(1000 / fps),
+                loop=0,
+            )
+        return Response(
+            buf.getvalue(),
+            media_type="image/gif",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    @app.post("/verify", response_model=VerifyResponse, dependencies=[_only()])
+    def verify(request: VerifyRequest) -> JSONResponse:
+        """Runs the segmenter with the phrase on candidate clips and adds what it finds.
+
+        Candidates: `clip_ids`, or the clips of the indexed concepts nearest the phrase. Clips
+        already verified for the phrase are skipped. Afterwards /search finds the phrase by
+        lookup. One verification runs at a time.
+        """
+        if verifier is None:
+            raise HTTPException(403, "verification is off on this server")
+        phrase = normalize_phrase(request.phrase)
+        engine = snapshot.current()
+        if phrase in engine.vocabulary():
+            body = {
+                "phrase": phrase,
+                "model_id": verifier.model_id,
+                "indexed": True,
+                "n_clips_checked": 0,
+                "n_clips_found": 0,
+                "n_masklets": 0,
+                "failures": [],
+                "index_version": engine.version,
+            }
+            return JSONResponse(body)
+        with verify_lock:
+            clip_ids = request.clip_ids
+            if clip_ids is None:
+                near = engine.candidates(phrase)
+                clips = engine.candidate_clips(near, limit=request.max_clips)
+                clip_ids = clips.column("clip_id").to_pylist()
+            result = verify_clips(engine.store, phrase, clip_ids[: request.max_clips], verifier)
+            engine = snapshot.reopen()
+        body = {**asdict(result), "indexed": False, "index_version": engine.version}
+        return JSONResponse(body)
+
+    return app

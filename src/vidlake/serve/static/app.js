@@ -1,0 +1,200 @@
+// The vidlake results page: search, a grid of hit thumbnails, a clip's preview and objects.
+// Plain JavaScript, no build step. Every API call carries the bearer token when one is set;
+// images are fetched the same way (an <img src> cannot send headers) and shown as blob URLs.
+// Index data is only ever written with textContent, never parsed as HTML.
+"use strict";
+
+const TOKEN_KEY = "vidlake.token";
+const $ = (id) => document.getElementById(id);
+let blobUrls = [];
+
+function headers() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status;
+  }
+}
+
+async function api(path) {
+  const response = await fetch(path, { headers: headers() });
+  if (response.status === 401) {
+    $("token-form").hidden = false;
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      detail = (await response.json()).detail;
+    } catch (_) {
+      // not JSON: keep the status text
+    }
+    throw new ApiError(response.status, detail);
+  }
+  return response;
+}
+
+async function imageUrl(path) {
+  const blob = await (await api(path)).blob();
+  const url = URL.createObjectURL(blob);
+  blobUrls.push(url);
+  return url;
+}
+
+function setStatus(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function seconds(a, b) {
+  return a.toFixed(2) + "–" + b.toFixed(2) + " s";
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function clipPath(clipId, suffix) {
+  return "/clips/" + encodeURIComponent(clipId) + (suffix || "");
+}
+
+async function search(event) {
+  if (event) event.preventDefault();
+  const q = $("q").value.trim();
+  if (!q) return;
+  const params = new URLSearchParams({ q: q, limit: "100" });
+  const minScore = parseFloat($("min-score").value);
+  if (minScore > 0) params.set("min_score", String(minScore));
+  history.replaceState(null, "", "?" + new URLSearchParams({ q: q }));
+  blobUrls.forEach((u) => URL.revokeObjectURL(u));
+  blobUrls = [];
+  $("results").replaceChildren();
+  $("detail").hidden = true;
+  setStatus("searching…");
+  let body;
+  try {
+    body = await (await api("/search?" + params)).json();
+  } catch (err) {
+    setStatus(err.message, true);
+    return;
+  }
+  let note = body.hits.length + " clips with “" + body.phrase + "”";
+  if (!body.indexed) {
+    const near = body.candidates.map((c) => c.concept).join(", ") || "none";
+    note = "“" + body.phrase + "” is not indexed; clips of the nearest concepts (" + near + ")";
+  } else if (body.verified_on !== null) {
+    note += " (verified at query time on " + body.verified_on + " clips)";
+  }
+  setStatus(note);
+  for (const hit of body.hits) {
+    $("results").append(card(hit));
+  }
+}
+
+function card(hit) {
+  const item = el("li", "card");
+  item.tabIndex = 0;
+  item.dataset.clipId = hit.clip_id;
+  const img = el("img");
+  img.alt = hit.video_name + " " + seconds(hit.start_s, hit.end_s);
+  imageUrl(clipPath(hit.clip_id, "/thumbnail.jpg"))
+    .then((url) => (img.src = url))
+    .catch(() => (img.alt = "no thumbnail"));
+  const meta = el("div", "meta");
+  meta.append(el("div", "name", hit.video_name));
+  meta.append(el("div", "times", seconds(hit.start_s, hit.end_s)));
+  const score = hit.max_score === null ? "–" : hit.max_score.toFixed(3);
+  meta.append(el("div", "score", "score " + score + " · " + hit.n_objects + " objects"));
+  if (hit.match === "candidate") meta.append(el("div", "candidate", "candidate: " + hit.concept));
+  item.append(img, meta);
+  const open = () => openClip(hit.clip_id);
+  item.addEventListener("click", open);
+  item.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") open();
+  });
+  return item;
+}
+
+async function openClip(clipId) {
+  const detail = $("detail");
+  detail.hidden = false;
+  detail.dataset.clipId = clipId;
+  $("detail-title").textContent = "loading…";
+  $("detail-times").textContent = "";
+  $("preview").removeAttribute("src");
+  $("preview").classList.remove("loaded");
+  const rows = $("objects").tBodies[0];
+  rows.replaceChildren();
+  let body;
+  try {
+    body = await (await api(clipPath(clipId))).json();
+  } catch (err) {
+    $("detail-title").textContent = err.message;
+    return;
+  }
+  const clip = body.clip;
+  $("detail-title").textContent = clip.video_name;
+  $("detail-times").textContent =
+    "clip " + clip.clip_index + ": " + seconds(clip.start_s, clip.end_s) + " · " + clipId;
+  for (const m of body.masklets) {
+    const tr = el("tr", "object");
+    tr.append(
+      el("td", "concept", m.concept),
+      el("td", "track", m.track_id.slice(0, 8)),
+      el("td", "score", m.score === null ? "–" : m.score.toFixed(3)),
+      el("td", "", seconds(m.first_s, m.last_s)),
+      el("td", "", String(m.frames.length)),
+    );
+    rows.append(tr);
+  }
+  try {
+    const url = await imageUrl(clipPath(clipId, "/preview.gif"));
+    if (detail.dataset.clipId === clipId) {
+      $("preview").src = url;
+      $("preview").classList.add("loaded");
+    }
+  } catch (err) {
+    $("preview").alt = "no preview: " + err.message;
+  }
+}
+
+async function loadConcepts() {
+  try {
+    const body = await (await api("/concepts")).json();
+    const list = $("concept-list");
+    list.replaceChildren(...body.concepts.slice(0, 500).map((c) => {
+      const option = el("option");
+      option.value = c.concept;
+      option.label = c.concept + " (" + c.n_clips + " clips)";
+      return option;
+    }));
+  } catch (_) {
+    // without a token yet: the token form is showing
+  }
+}
+
+function useToken(event) {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value);
+  $("token-form").hidden = true;
+  loadConcepts();
+  if ($("q").value.trim()) search();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search-form").addEventListener("submit", search);
+  $("token-form").addEventListener("submit", useToken);
+  $("close-detail").addEventListener("click", () => ($("detail").hidden = true));
+  const q = new URLSearchParams(location.search).get("q");
+  loadConcepts();
+  if (q) {
+    $("q").value = q;
+    search();
+  }
+});

@@ -1,0 +1,145 @@
+"""`vidlake query/info/reindex/export/preview` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lance
+import pytest
+
+VIDLAKE = str(Path(sys.executable).parent / "vidlake")
+FAST = ["--clip-seconds", "2", "--fps", "4", "--overlap", "0.5", "--max-side", "0"]
+
+
+def vidlake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli_index(synthetic_corpus, tmp_path_factory) -> str:
+    """red square and blue circle indexed over the corpus, query indexes rebuilt by `reindex`."""
+    index = str(tmp_path_factory.mktemp("cli_query") / "idx")
+    proc = vidlake(
+        "index", *(v.uri for v in synthetic_corpus), "--index", index,
+        "--concepts", "red square,blue circle", "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = vidlake("reindex", "--index", index)
+    assert proc.returncode == 0, proc.stderr
+    return index
+
+
+def test_query_filters_and_output_formats(cli_index):
+    rows = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
+    assert rows and all(r["concept"] == "red square" and r["match"] == "hit" for r in rows)
+    both = json.loads(
+        vidlake(
+            "query", "--index", cli_index, "red square", "--with", "blue circle",
+            "--video", "*c_all_four*", "--between", "0", "2", "--order", "time", "--json",
+        ).stdout
+    )  # fmt: skip
+    expected = [r for r in rows if r["video_uri"].endswith("c_all_four.mp4") and r["start_s"] <= 2]
+    assert sorted(r["clip_id"] for r in both) == sorted(r["clip_id"] for r in expected)
+    assert [r["start_s"] for r in both] == sorted(r["start_s"] for r in both)
+    as_csv = vidlake("query", "--index", cli_index, "red square", "--csv", "--limit", "2")
+    parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert len(parsed) == 2 and parsed[0]["clip_id"] == rows[0]["clip_id"]
+    table = vidlake("query", "--index", cli_index, "red square")
+    assert f"{len(rows)} clips with 'red square'" in table.stdout
+
+
+def test_unindexed_phrase_lists_nearest_concepts_as_candidates(cli_index):
+    proc = vidlake("query", "--index", cli_index, "Crimson Square", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "'crimson square' is not indexed" in proc.stderr
+    assert "nearest indexed concepts: red square" in proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows and {r["match"] for r in rows} == {"candidate"}
+    assert {r["concept"] for r in rows} <= {"red square", "blue circle"}
+
+
+def test_export_preview_and_info(cli_index, tmp_path):
+    coco = tmp_path / "out" / "coco.json"
+    proc = vidlake("export", "--index", cli_index, "red square", "--out", str(coco))
+    assert proc.returncode == 0, proc.stderr
+    from pycocotools.coco import COCO
+
+    assert len(COCO(str(coco)).getAnnIds()) > 0
+    ytvis = tmp_path / "ytvis.json"
+    proc = vidlake(
+        "export", "--index", cli_index, "red square", "--format", "ytvis", "--out", str(ytvis)
+    )
+    assert proc.returncode == 0 and json.loads(ytvis.read_text())["videos"]
+    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+    png = tmp_path / "p.png"
+    proc = vidlake("preview", clip["clip_id"], "--index", cli_index, "--out", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads(vidlake("info", "--index", cli_index, "--json").stdout)
+    assert info["version"] == lance.dataset(f"{cli_index}/videos.lance").version
+    assert info["counts"]["concepts"] == 2
+    old = json.loads(vidlake("info", "--index", cli_index, "--json", "--as-of", "1").stdout)
+    assert old["version"] == 1 and old["counts"]["videos"] == 0
+
+
+def test_verify_with_tiny_sam3_adds_a_lookup(cli_index, tiny_sam3_dir, tmp_path):
+    index = str(tmp_path / "idx")
+    shutil.copytree(cli_index, index)
+    proc = vidlake(
+        "query", "--index", index, "green triangle", "--verify", "--model", str(tiny_sam3_dir),
+        "--max-clips", "2", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "'green triangle' is not indexed" in proc.stderr
+    assert f"verified 'green triangle' with {tiny_sam3_dir} on 2 candidate clips" in proc.stderr
+    first = json.loads(proc.stdout)
+    again = vidlake("query", "--index", index, "green triangle", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "is not indexed" not in again.stderr
+    assert "verified at query time on 2 candidate clips" in again.stderr
+    assert json.loads(again.stdout) == first
+    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+    assert info["verified"] == {"green triangle": len(first)}
+    assert sorted(info["vocabulary"]) == ["blue circle", "red square"]
+
+
+def test_bad_input_is_a_one_line_error(cli_index, tmp_path):
+    assert_one_line_error(vidlake("query", "--index", cli_index, ""), "no words")
+    assert_one_line_error(vidlake("query", "--index", cli_index, "?!."), "no words")
+    assert_one_line_error(
+        vidlake("query", "--index", cli_index, "red square", "--between", "3", "1"), "after"
+    )
+    assert_one_line_error(
+        vidlake("query", "--index", str(tmp_path / "nothing"), "red square"),
+        "not a vidlake index",
+    )
+    assert_one_line_error(
+        vidlake("query", "--index", cli_index, "red square", "--as-of", "999"), "--as-of"
+    )
+    newer = str(tmp_path / "newer")
+    shutil.copytree(cli_index, newer)
+    ds = lance.dataset(f"{newer}/videos.lance")
+    table = ds.to_table().replace_schema_metadata({b"vidlake.schema_version": b"999"})
+    lance.write_dataset(table, ds.uri, mode="overwrite")
+    assert_one_line_error(vidlake("query", "--index", newer, "red square"), "newer")
+    assert_one_line_error(
+        vidlake("export", "--index", newer, "red square", "--out", str(tmp_path / "x.json")),
+        "newer",
+    )

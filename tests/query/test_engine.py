@@ -1,0 +1,150 @@
+"""Concept search over a real index of the synthetic corpus: exact outcomes against ground truth."""
+
+from __future__ import annotations
+
+import lance
+import numpy as np
+import pytest
+from query_truth import truth_clips, visible
+
+from vidlake.errors import IndexNotFoundError, UsageError, VidlakeError
+from vidlake.query.engine import ConceptIndex
+from vidlake.query.indexes import refresh_indexes
+from vidlake.store.tables import IndexStore
+
+
+@pytest.fixture(scope="module")
+def engine(query_index):
+    return ConceptIndex.open(query_index.uri)
+
+
+def test_lookup_returns_exactly_the_clips_showing_the_concept(engine, query_index):
+    hits = engine.search("Red  Square", limit=None)
+    assert set(hits.column("clip_id").to_pylist()) == truth_clips(
+        query_index, engine, ("red square",)
+    )
+    assert hits.num_rows == len(set(hits.column("clip_id").to_pylist()))
+
+
+def test_co_occurrence_same_clip_and_same_frame(engine, query_index):
+    both = ("red square", "blue circle")
+    same_clip = engine.search("red square", with_concepts="blue circle", limit=None)
+    expected = truth_clips(query_index, engine, both)
+    assert set(same_clip.column("clip_id").to_pylist()) == expected
+    same_frame = engine.search(
+        "red square", with_concepts=["blue circle"], same_frame=True, limit=None
+    )
+    expected_frame = truth_clips(query_index, engine, both, same_frame=True)
+    assert set(same_frame.column("clip_id").to_pylist()) == expected_frame
+    # d_apart shows both shapes in one clip, never in one frame: the two answers differ there.
+    apart = {c for c in expected - expected_frame}
+    assert apart and all("d_apart" in u for u in _uris(engine, apart))
+
+
+def _uris(engine, clip_ids):
+    return engine.clips(sorted(clip_ids)).column("video_uri").to_pylist()
+
+
+def test_between_video_and_min_count_filter_exactly(engine, query_index):
+    all_hits = engine.search("blue circle", limit=None).to_pylist()
+    hits = engine.search("blue circle", between=(2.0, 3.0), limit=None).to_pylist()
+    expected = {h["clip_id"] for h in all_hits if h["start_s"] <= 3.0 and h["end_s"] >= 2.0}
+    assert {h["clip_id"] for h in hits} == expected
+    assert 0 < len(expected) < len(all_hits)
+    # Ground truth: each returned clip shows the circle at a sampled time inside the range.
+    clips = {c["clip_id"]: c for c in engine.clips(sorted(expected)).to_pylist()}
+    for clip_id in expected:
+        clip = clips[clip_id]
+        video = query_index.videos[clip["video_uri"]]
+        times = [
+            t
+            for f, t in zip(clip["frame_indices"], clip["frame_times_s"], strict=True)
+            if visible(video, "blue circle", f)
+        ]
+        assert min(times) <= 3.0 and max(times) >= 2.0
+
+    only_c = engine.search("blue circle", videos="*c_all_four*", limit=None)
+    assert set(only_c.column("video_uri").to_pylist()) == {
+        u for u in query_index.videos if u.endswith("c_all_four.mp4")
+    }
+    assert only_c.num_rows == sum(h["video_uri"].endswith("c_all_four.mp4") for h in all_hits)
+    # The colour segmenter finds one object per concept per clip.
+    assert engine.search("blue circle", min_count=1, limit=None).num_rows == len(all_hits)
+    assert engine.search("blue circle", min_count=2, limit=None).num_rows == 0
+
+
+def test_order_by_time_and_limit(engine):
+    by_time = engine.search("blue circle", order_by="time", limit=None).to_pylist()
+    keys = [(h["video_uri"], h["start_s"]) for h in by_time]
+    assert keys == sorted(keys)
+    assert engine.search("blue circle", limit=2).num_rows == 2
+
+
+def test_unindexed_phrase_gives_nearest_concepts_as_candidates(engine):
+    assert not engine.is_indexed("crimson square")
+    assert engine.search("crimson square").num_rows == 0
+    candidates = engine.candidates("crimson square")
+    assert candidates[0].concept == "red square"
+    assert candidates[0].text_match and candidates[0].n_clips > 0
+    clips = engine.candidate_clips(candidates[:1], limit=None)
+    assert set(clips.column("clip_id").to_pylist()) == set(
+        engine.search("red square", limit=None).column("clip_id").to_pylist()
+    )
+
+
+@pytest.mark.parametrize("phrase", ["", "   ", "?!.", "--"])
+def test_phrase_without_words_is_a_usage_error(engine, phrase):
+    with pytest.raises(UsageError):
+        engine.search(phrase)
+
+
+def test_bad_filters_are_usage_errors(engine):
+    with pytest.raises(UsageError, match="after"):
+        engine.search("red square", between=(3.0, 1.0))
+    with pytest.raises(UsageError):
+        engine.search("red square", same_frame=True)
+    with pytest.raises(UsageError):
+        engine.search("red square", min_count=0)
+
+
+def test_not_an_index_and_newer_schema_are_refused(tmp_path, query_index, index_copy):
+    with pytest.raises(IndexNotFoundError):
+        ConceptIndex.open(str(tmp_path / "nothing"))
+    ds = lance.dataset(f"{index_copy.uri}/videos.lance")
+    table = ds.to_table()
+    newer = table.replace_schema_metadata({b"vidlake.schema_version": b"999"})
+    lance.write_dataset(newer, ds.uri, mode="overwrite")
+    with pytest.raises(VidlakeError, match="newer"):
+        ConceptIndex.open(index_copy.uri)
+
+
+def test_refresh_indexes_on_an_empty_index(tmp_path):
+    store = IndexStore.create(str(tmp_path / "empty"))
+    refresh_indexes(store)
+    engine = ConceptIndex.open(store.uri)
+    assert engine.search("red square").num_rows == 0
+    assert engine.info().counts["concepts"] == 0
+
+
+def test_as_of_reads_the_index_as_it_was(index_copy):
+    engine = ConceptIndex.open(index_copy.uri)
+    latest = engine.info()
+    assert latest.version == lance.dataset(f"{index_copy.uri}/videos.lance").version
+    # Version 1 is the empty videos table: nothing was committed yet.
+    assert ConceptIndex.open(index_copy.uri, as_of=1).search("red square").num_rows == 0
+    with pytest.raises(UsageError):
+        ConceptIndex.open(index_copy.uri, as_of=latest.version + 5)
+    # Rows deleted after version V are still there as of V.
+    before = engine.search("red square", limit=None).num_rows
+    IndexStore.open(index_copy.uri).dataset("concept_hits").delete("concept = 'red square'")
+    assert ConceptIndex.open(index_copy.uri).search("red square").num_rows == 0
+    pinned = ConceptIndex.open(index_copy.uri, as_of=latest.version)
+    assert pinned.search("red square", limit=None).num_rows == before
+
+
+def test_info_counts_vocabulary_and_version(engine):
+    info = engine.info()
+    assert info.vocabulary["red square"] == engine.search("red square", limit=None).num_rows
+    assert info.vocabulary["purple hexagon"] == 0
+    assert info.counts["concepts"] == 3
+    assert np.all([v >= 1 for v in info.versions.values()])

@@ -1,0 +1,128 @@
+"""Export (COCO RLE, YouTube-VIS) and overlay previews of search results."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from vidlake.errors import UsageError
+from vidlake.query.engine import ConceptIndex
+from vidlake.query.export import export_hits
+from vidlake.query.preview import MASK_ALPHA, concept_color, write_preview
+from vidlake.synthetic.corpus import PALETTE
+
+
+@pytest.fixture(scope="module")
+def engine(query_index):
+    return ConceptIndex.open(query_index.uri)
+
+
+def _stored_masks(engine, hits) -> dict[tuple[str, int], np.ndarray]:
+    masks = {}
+    for m in engine.masklets(hits.column("clip_id").to_pylist(), ["red square"]).to_pylist():
+        for fi, rle in zip(m["frame_idx"], m["masks"], strict=True):
+            masks[(m["clip_id"], fi)] = mask_utils.decode(
+                {"size": rle["size"], "counts": rle["counts"]}
+            )
+    return masks
+
+
+def test_coco_export_loads_with_pycocotools_and_masks_round_trip(engine, tmp_path):
+    hits = engine.search("red square", limit=None)
+    data = export_hits(engine, hits, "coco")
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(data))
+    coco = COCO(str(path))
+    stored = _stored_masks(engine, hits)
+    assert len(coco.getAnnIds()) == len(stored) > 0
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["red square"]
+    clip_frames = {}
+    for clip in engine.clips(hits.column("clip_id").to_pylist()).to_pylist():
+        clip_frames[clip["clip_id"]] = clip["frame_indices"]
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        image = coco.loadImgs(ann["image_id"])[0]
+        fi = clip_frames[image["clip_id"]].index(image["frame_index"])
+        got = coco.annToMask(ann)
+        assert np.array_equal(got, stored[(image["clip_id"], fi)])
+        assert ann["area"] == got.sum()
+        x, y, w, h = ann["bbox"]
+        ys, xs = np.nonzero(got)
+        assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_ytvis_export_has_the_documented_fields(engine):
+    hits = engine.search("red square", limit=None)
+    data = export_hits(engine, hits, "ytvis")
+    assert set(data) == {"info", "videos", "annotations", "categories"}
+    assert len(data["videos"]) == hits.num_rows
+    videos = {v["id"]: v for v in data["videos"]}
+    for v in data["videos"]:
+        assert {"id", "width", "height", "length", "file_names"} <= set(v)
+        assert len(v["file_names"]) == v["length"]
+    stored = _stored_masks(engine, hits)
+    for ann in data["annotations"]:
+        assert {
+            "id", "video_id", "category_id", "segmentations", "bboxes", "areas", "iscrowd"
+        } <= set(ann)  # fmt: skip
+        video = videos[ann["video_id"]]
+        assert len(ann["segmentations"]) == len(ann["bboxes"]) == video["length"]
+        for fi, seg in enumerate(ann["segmentations"]):
+            if seg is None:
+                assert (video["clip_id"], fi) not in stored
+                continue
+            got = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+            assert np.array_equal(got, stored[(video["clip_id"], fi)])
+    with pytest.raises(UsageError):
+        export_hits(engine, hits, "voc")  # type: ignore[arg-type]
+
+
+def _blend(concept: str) -> np.ndarray:
+    return (1 - MASK_ALPHA) * np.array(PALETTE[concept]) + MASK_ALPHA * np.array(
+        concept_color(concept)
+    )
+
+
+def _near(frame: np.ndarray, color: np.ndarray, tol: float) -> int:
+    return int((np.abs(frame.astype(float) - color).max(axis=-1) < tol).sum())
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif", ".mp4"])
+def test_preview_draws_the_masks_in_their_colours(engine, tmp_path, suffix):
+    # Both shapes in one frame, so that the first frame shows both overlays.
+    hit = engine.search(
+        "red square", with_concepts="blue circle", same_frame=True, videos="*c_all_four*", limit=1
+    ).to_pylist()[0]
+    out = write_preview(engine, hit["clip_id"], tmp_path / f"p{suffix}")
+    if suffix == ".mp4":
+        with av.open(str(out)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    else:
+        with Image.open(out) as image:
+            frames = []
+            for i in range(getattr(image, "n_frames", 1)):
+                image.seek(i)
+                frames.append(np.asarray(image.convert("RGB")))
+    clip = engine.clips([hit["clip_id"]]).to_pylist()[0]
+    if suffix == ".gif":
+        assert 1 <= len(frames) <= clip["n_frames"]  # Pillow merges identical consecutive frames
+    else:
+        assert len(frames) == (1 if suffix == ".png" else clip["n_frames"])
+    tol = 12 if suffix == ".png" else 40  # GIF palettes and H.264 shift colours a little
+    for concept in ("red square", "blue circle"):
+        assert _near(frames[0], _blend(concept), tol) > 200, concept
+    # The raw shape colour is gone where the overlay covers it.
+    assert _near(frames[0], np.array(PALETTE["red square"]), 12) < 50
+
+
+def test_preview_of_unknown_clip_or_format_is_a_usage_error(engine, tmp_path):
+    with pytest.raises(UsageError):
+        write_preview(engine, "no-such-clip", tmp_path / "p.gif")
+    clip = engine.search("red square", limit=1).column("clip_id")[0].as_py()
+    with pytest.raises(UsageError):
+        write_preview(engine, clip, tmp_path / "p.bmp")

@@ -1,0 +1,38 @@
+"""Query-time verification on a local Ray: the exact phrase on candidate clips, then a lookup."""
+
+from __future__ import annotations
+
+from query_truth import truth_clips
+
+from vidlake.query.engine import ConceptIndex
+
+
+def test_verify_adds_hits_that_the_next_query_finds_by_lookup(ray_local, index_copy):
+    engine = ConceptIndex.open(index_copy.uri)
+    version = engine.version
+    assert not engine.is_indexed("green triangle")
+    candidates = engine.candidates("green triangle")
+    candidate_clips = set(
+        engine.candidate_clips(candidates, limit=None).column("clip_id").to_pylist()
+    )
+    result = engine.verify("green triangle", candidates=candidates, max_clips=1000)
+    assert result.model_id == "synthetic:color"
+    assert result.n_clips_checked == len(candidate_clips)
+    expected = truth_clips(index_copy, engine, ("green triangle",)) & candidate_clips
+    assert expected and result.n_clips_found == len(expected)
+
+    again = ConceptIndex.open(index_copy.uri)
+    assert again.is_indexed("green triangle")
+    assert again.verified() == {"green triangle": len(candidate_clips)}
+    hits = again.search("green triangle", limit=None)
+    assert set(hits.column("clip_id").to_pylist()) == expected
+    # The masks are real: a masklet per verified clip, with one RLE per present frame.
+    masklets = again.masklets(sorted(expected), ["green triangle"]).to_pylist()
+    assert len(masklets) == len(expected)
+    assert all(len(m["masks"]) == len(m["frame_idx"]) > 0 for m in masklets)
+    # The vocabulary (what index jobs compare) is untouched; as-of the old version, nothing.
+    assert "green triangle" not in again.vocabulary()
+    assert ConceptIndex.open(index_copy.uri, as_of=version).search("green triangle").num_rows == 0
+    # Verifying again checks no clip twice and adds no duplicate rows.
+    again.verify("green triangle", candidates=candidates, max_clips=1000)
+    assert again.search("green triangle", limit=None).num_rows == len(expected)

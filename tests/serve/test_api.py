@@ -1,0 +1,238 @@
+"""The HTTP API in-process (FastAPI's TestClient): exact answers over the synthetic index."""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from vidlake.query.preview import concept_color
+from vidlake.serve.app import MAX_BODY_BYTES, MAX_LIMIT, build_app
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def client(served_index) -> TestClient:
+    return TestClient(build_app(served_index.uri), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def locked(served_index) -> TestClient:
+    return TestClient(build_app(served_index.uri, token=TOKEN), raise_server_exceptions=False)
+
+
+def _clip_ids(body: dict) -> set[str]:
+    return {h["clip_id"] for h in body["hits"]}
+
+
+def test_search_returns_exactly_the_clips_showing_the_concept(client, served_index):
+    r = client.get("/search", params={"q": "Red  Square", "limit": MAX_LIMIT})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["indexed"] and body["phrase"] == "red square"
+    assert _clip_ids(body) == served_index.truth("red square")
+    assert {h["video_name"] for h in body["hits"]} == {"a_red_first_half.mp4", "c_all_four.mp4"}
+    scores = [h["max_score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    for hit in body["hits"]:
+        assert hit["clip_start_s"] <= hit["start_s"] <= hit["end_s"] <= hit["clip_end_s"]
+    assert len(client.get("/search", params={"q": "red square", "limit": 2}).json()["hits"]) == 2
+
+
+def test_search_filters_co_occurrence_and_time(client, served_index):
+    both = served_index.truth("red square") & served_index.truth("blue circle")
+    r = client.get("/search", params={"q": "red square", "with": "blue circle", "limit": 100})
+    assert _clip_ids(r.json()) == both
+    r = client.get("/search", params={"q": "blue circle", "start_s": 5, "limit": 100})
+    hits = r.json()["hits"]
+    assert hits and all(h["end_s"] >= 5 for h in hits)
+    assert _clip_ids(r.json()) < served_index.truth("blue circle")
+
+
+def test_phrase_not_indexed_gives_candidates_not_hits(client):
+    body = client.get("/search", params={"q": "green triangle"}).json()
+    assert not body["indexed"]
+    assert {c["concept"] for c in body["candidates"]} == {"red square", "blue circle"}
+    assert body["hits"] and all(h["match"] == "candidate" for h in body["hits"])
+
+
+def test_concepts_count_the_clips_of_each_concept(client, served_index):
+    body = client.get("/concepts").json()
+    counts = {c["concept"]: c["n_clips"] for c in body["concepts"]}
+    assert counts == {c: len(served_index.truth(c)) for c in ("red square", "blue circle")}
+
+
+def test_clip_masklets_thumbnail_and_preview(client, served_index):
+    clip_id = sorted(served_index.truth("red square") & served_index.truth("blue circle"))[0]
+    body = client.get(f"/clips/{clip_id}").json()
+    clip = body["clip"]
+    assert clip["clip_id"] == clip_id and clip["video_name"].endswith(".mp4")
+    assert {m["concept"] for m in body["masklets"]} == {"red square", "blue circle"}
+    for m in body["masklets"]:
+        assert clip["start_s"] <= m["first_s"] <= m["last_s"] <= clip["end_s"]
+        assert m["frames"] and m["score"] == pytest.approx(1.0)
+        for frame in m["frames"]:
+            x0, y0, x1, y1 = frame["box"]
+            assert 0 <= x0 < x1 <= clip["width"] and 0 <= y0 < y1 <= clip["height"]
+            assert m["first_s"] <= frame["time_s"] <= m["last_s"]
+
+    thumb = client.get(f"/clips/{clip_id}/thumbnail.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.content)).size == (clip["width"], clip["height"])
+
+    gif = client.get(f"/clips/{clip_id}/preview.gif")
+    assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
+    image = Image.open(io.BytesIO(gif.content))
+    assert image.n_frames == clip["n_frames"]
+    # Both objects are drawn: their boxes' outlines are in their concept's colour.
+    pixels = set(image.convert("RGB").get_flattened_data())
+    for concept in ("red square", "blue circle"):
+        colour = concept_color(concept)
+        assert any(max(abs(a - b) for a, b in zip(p, colour, strict=True)) <= 8 for p in pixels)
+
+
+def test_health_and_openapi(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/search",
+        "/concepts",
+        "/clips/{clip_id}",
+        "/clips/{clip_id}/preview.gif",
+        "/clips/{clip_id}/thumbnail.jpg",
+        "/healthz",
+        "/verify",
+    ):
+        assert path in paths
+
+
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("/search", 422),  # no q
+        ("/search?q=", 422),
+        ("/search?q=red+square&min_score=abc", 422),
+        ("/search?q=red+square&limit=ten", 422),
+        ("/search?q=red+square&order=random", 422),
+        ("/search?q=red+square&start_s=-1", 422),
+        ("/search?q=red+square&colour=red", 400),  # unknown parameter
+        ("/search?q=%21%21%21", 400),  # no words
+        ("/search?q=" + "a" * 201, 422),
+        ("/clips/0123456789abcdef", 404),  # well-formed, not in the index
+        ("/clips/0123456789abcdef/thumbnail.jpg", 404),
+        ("/clips/0123456789abcdef/preview.gif", 404),
+        ("/clips/0123456789ABCDEF", 400),
+        ("/clips/nope", 400),
+        ("/clips/0123456789abcdef?x=1", 400),
+    ],
+)
+def test_bad_input_is_a_4xx_with_a_json_body(client, url, status):
+    r = client.get(url)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/clips/../../../../etc/passwd",
+        "/clips/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/clips/%2e%2e%2f%2e%2e%2fetc%2fpasswd/thumbnail.jpg",
+        "/clips/....//....//etc/passwd/preview.gif",
+        "/clips/0123456789abcdef%00/thumbnail.jpg",
+        "/clips/%2Fetc%2Fpasswd",
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/index.html/../../app.py",
+        "/videos.lance/_versions",
+    ],
+)
+def test_path_traversal_reads_no_file(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    assert "root:" not in r.text and "build_app" not in r.text
+
+
+def test_limit_over_the_bound_is_refused(client):
+    r = client.get("/search", params={"q": "red square", "limit": MAX_LIMIT + 1})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+def test_token_is_needed_on_every_api_request(locked):
+    for path in ("/search?q=red+square", "/concepts", "/healthz", "/openapi.json"):
+        assert locked.get(path).status_code == 401
+        r = locked.get(path, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert locked.get(path, headers={"Authorization": TOKEN}).status_code == 401
+        assert locked.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert locked.post("/verify", json={"phrase": "x"}).status_code == 401
+    # The page itself (static, no index data) loads without it, and asks for the token.
+    page = locked.get("/")
+    assert page.status_code == 200 and 'id="token-form"' in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_request_bodies_are_bounded(client):
+    big = b'{"phrase": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    r = client.post("/verify", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+    def chunks():  # no Content-Length: the limit counts what arrives
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+
+    r = client.post("/verify", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_verify_is_refused_without_a_verifier_and_validates_its_body(client):
+    assert client.post("/verify", json={"phrase": "green triangle"}).status_code == 403
+    for body in (
+        {},
+        {"phrase": ""},
+        {"phrase": "x", "max_clips": 10_000},
+        {"phrase": "x", "clip_ids": ["../../etc/passwd"]},
+        {"phrase": "x", "path": "/etc/passwd"},
+    ):
+        r = client.post("/verify", json=body)
+        assert r.status_code == 422, body
+
+
+def test_verify_adds_hits_that_search_then_finds(writable_index):
+    from vidlake.serve.verifier import ClipSegmenter, LocalVerifier
+
+    verifier = LocalVerifier(ClipSegmenter("synthetic:color", writable_index.uri))
+    client = TestClient(build_app(writable_index.uri, verifier=verifier))
+    everything = client.get("/search", params={"q": "blue circle", "limit": 1000}).json()
+    others = client.get("/search", params={"q": "red square", "limit": 1000}).json()
+    candidates = sorted(_clip_ids(everything) | _clip_ids(others))
+    r = client.post("/verify", json={"phrase": "Green Triangle", "clip_ids": candidates})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = writable_index.truth("green triangle") & set(candidates)
+    assert body["model_id"] == "synthetic:color" and not body["indexed"]
+    assert body["n_clips_checked"] == len(candidates)
+    assert expected and body["n_clips_found"] == len(expected)
+    after = client.get("/search", params={"q": "green triangle", "limit": 1000}).json()
+    assert after["indexed"] and after["verified_on"] == len(candidates)
+    assert _clip_ids(after) == expected
+    # Again: clips with hits already are skipped (verify.clip_rows), nothing is duplicated.
+    again = client.post("/verify", json={"phrase": "green triangle", "clip_ids": candidates})
+    assert again.json()["n_clips_checked"] == len(candidates) - len(expected)
+    assert again.json()["n_clips_found"] == 0
+    assert len(client.get("/search", params={"q": "green triangle"}).json()["hits"]) == len(
+        expected
+    )
+    # A phrase of the vocabulary needs no verification.
+    assert client.post("/verify", json={"phrase": "red square"}).json()["indexed"]
+
+
+def test_page_files_are_package_data():
+    static = resources.files("vidlake.serve").joinpath("static")
+    assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css"}

@@ -1,0 +1,228 @@
+"""`vidlake serve` as a user runs it: a real Ray Serve app on 127.0.0.1, over HTTP and in a real
+headless Chromium (Debian's `chromium`, driven by Playwright)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+VIDLAKE = str(Path(sys.executable).parent / "vidlake")
+TOKEN = "e2e-token"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, index):
+        self.url = url
+        self.proc = proc
+        self.log = log
+        self.index = index
+        parsed = urllib.parse.urlparse(url)
+        self.host, self.port = parsed.hostname, parsed.port
+
+    def request(
+        self, method: str, path: str, body: dict | None = None, token: str | None = TOKEN
+    ) -> tuple[int, dict | bytes]:
+        """METHOD PATH sent as is (no client-side path normalisation); (status, JSON or bytes)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        conn.close()
+        if response.getheader("content-type", "").startswith("application/json"):
+            return response.status, json.loads(raw)
+        return response.status, raw
+
+
+@pytest.fixture(scope="module")
+def server(served_index, tmp_path_factory):
+    """`vidlake serve` on a copy of the index (POST /verify writes), token from VIDLAKE_TOKEN."""
+    from conftest import ServedIndex
+
+    folder = tmp_path_factory.mktemp("serve_e2e")
+    shutil.copytree(served_index.uri, folder / "idx")
+    index = ServedIndex(uri=str(folder / "idx"), videos=served_index.videos)
+    log = folder / "server.log"
+    env = {**os.environ, "VIDLAKE_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [VIDLAKE, "serve", "--index", index.uri, "--port", str(_free_port())],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    url = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        if line.startswith("serving "):
+            url = line.split(" at ")[1].split()[0]
+            break
+    if url is None:
+        proc.kill()
+        pytest.fail(f"vidlake serve did not start:\n{log.read_text()[-3000:]}")
+    yield Server(url, proc, log, index)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_serves_the_api_over_http_on_loopback(server):
+    assert server.host == "127.0.0.1"
+    assert server.request("GET", "/healthz")[0] == 200
+    assert server.request("GET", "/healthz", token=None)[0] == 401
+    assert server.request("GET", "/healthz", token="wrong")[0] == 401
+    status, body = server.request("GET", "/search?q=red+square&limit=1000")
+    assert status == 200
+    assert {h["clip_id"] for h in body["hits"]} == server.index.truth("red square")
+    status, body = server.request("GET", "/search?q=red+square&limit=1000000")
+    assert status == 422 and body["detail"]
+    for path in (
+        "/clips/../../../etc/passwd",
+        "/clips/..%2F..%2Fetc%2Fpasswd/thumbnail.jpg",
+        "/static/../../../../etc/passwd",
+        "/clips/0123456789abcdef/../../../etc/passwd",
+    ):
+        status, body = server.request("GET", path)
+        assert status in (400, 404), path
+        assert b"root:" not in json.dumps(body).encode()
+    assert server.request("GET", "/clips/ffffffffffffffff")[0] == 404
+    assert server.request("GET", "/search")[0] == 422
+
+
+def test_verify_runs_on_the_segmenter_deployment(server):
+    index = server.index
+    candidates = sorted(index.truth("red square") | index.truth("blue circle"))
+    status, body = server.request(
+        "POST", "/verify", {"phrase": "green triangle", "clip_ids": candidates, "max_clips": 200}
+    )
+    assert status == 200, body
+    expected = index.truth("green triangle") & set(candidates)
+    assert body["model_id"] == "synthetic:color"
+    assert body["n_clips_checked"] == len(candidates) and not body["failures"]
+    assert expected and body["n_clips_found"] == len(expected)
+    status, after = server.request("GET", "/search?q=green+triangle&limit=1000")
+    assert after["indexed"] and {h["clip_id"] for h in after["hits"]} == expected
+
+
+def _until(page, expression: str, timeout_s: float = 20.0) -> None:
+    """Polls EXPRESSION with page.evaluate (DevTools; wait_for_function would need the
+    'unsafe-eval' that the page's Content-Security-Policy rightly refuses)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
+def test_results_page_in_headless_chromium(server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    expected = server.index.truth("red square")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url)
+            # The page loads without the token, gets 401 from the API and asks for it.
+            page.wait_for_selector("#token-form:not([hidden])", timeout=20_000)
+            page.fill("#token", TOKEN)
+            page.press("#token", "Enter")
+            page.fill("#q", "red square")
+            page.press("#q", "Enter")
+            _until(page, f"document.querySelectorAll('#results .card').length === {len(expected)}")
+            cards = page.locator("#results .card")
+            shown = {cards.nth(i).get_attribute("data-clip-id") for i in range(cards.count())}
+            assert shown == expected
+            names = set(page.locator("#results .card .name").all_inner_texts())
+            assert names == {"a_red_first_half.mp4", "c_all_four.mp4"}
+            assert all(" s" in t for t in page.locator("#results .card .times").all_inner_texts())
+            assert all(
+                t.startswith("score 1.000")
+                for t in page.locator("#results .card .score").all_inner_texts()
+            )
+            # Every thumbnail arrived (fetched with the token, shown as a blob URL).
+            _until(
+                page,
+                "[...document.querySelectorAll('#results .card img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)",
+            )
+
+            first = cards.first
+            clip_id = first.get_attribute("data-clip-id")
+            first.click()
+            page.wait_for_selector("#preview.loaded", timeout=30_000)
+            _until(page, "document.getElementById('preview').naturalWidth > 0")
+            _, clip = server.request("GET", f"/clips/{clip_id}")
+            assert (
+                page.evaluate("document.getElementById('preview').naturalWidth")
+                == (clip["clip"]["width"])
+            )
+            objects = page.locator("#objects tbody tr .concept").all_inner_texts()
+            assert sorted(objects) == sorted(m["concept"] for m in clip["masklets"])
+            assert "red square" in objects
+            assert page.locator("#detail-title").inner_text() == clip["clip"]["video_name"]
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_ctrl_c_stops_the_server(server):
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=60) == 0, server.log.read_text()[-3000:]
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=2).close()
+
+
+def test_serve_refuses_a_missing_index(tmp_path):
+    proc = subprocess.run(
+        [VIDLAKE, "serve", "--index", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "not a vidlake index" in lines[0]
