@@ -106,6 +106,7 @@ class ClipResult:
     width: int
     masklets: list[Masklet] = field(default_factory=list)
     thumbnail: bytes = b""
+    max_objects: int | None = None  # the --max-objects cap the clip was segmented under
 
 
 @dataclass(frozen=True)

@@ -101,5 +101,11 @@ def test_tiny_sam3_exemplar_masklets_are_stored_under_the_prompts_name(
     for m in masklets:
         per_clip[m["clip_id"]] = per_clip.get(m["clip_id"], 0) + 1
     assert max(per_clip.values()) <= 3
+    # The cap is recorded with each clip, and which clips reached it.
+    clips = store.dataset("clips").to_table(columns=["clip_id", "max_objects", "at_object_cap"])
+    for c in clips.to_pylist():
+        assert c["max_objects"] == 3
+        assert c["at_object_cap"] == (per_clip.get(c["clip_id"], 0) == 3)
+    assert any(c["at_object_cap"] for c in clips.to_pylist())  # the random model finds plenty
     hits = vidlake.open(config.index_uri).search("red thing", limit=None)
     assert hits.num_rows >= 1

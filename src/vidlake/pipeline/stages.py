@@ -170,6 +170,7 @@ class SegmentStage:
             return {**base, "tables": b"", "n_frames": 0, "error": f"segmentation failed: {exc}"}
         masklets = cap_masklets(masklets, self.max_objects)[0]
         result = ClipResult(
+            max_objects=self.max_objects,
             spec=spec,
             height=int(frames.shape[1]),
             width=int(frames.shape[2]),

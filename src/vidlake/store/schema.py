@@ -69,6 +69,9 @@ CLIPS = _schema(
         ("frame_indices", pa.list_(pa.int64())),
         ("frame_times_s", pa.list_(pa.float64())),
         ("thumbnail", pa.binary()),
+        # The --max-objects cap, and whether this clip reached it (objects may be missing).
+        ("max_objects", pa.int32()),
+        ("at_object_cap", pa.bool_()),
     ]
 )
 
@@ -228,6 +231,9 @@ def clip_tables(
         "frame_indices": np.asarray(spec.frame_indices, dtype=np.int64).tolist(),
         "frame_times_s": np.asarray(spec.times_s, dtype=np.float64).tolist(),
         "thumbnail": result.thumbnail,
+        "max_objects": result.max_objects,
+        "at_object_cap": result.max_objects is not None
+        and len(result.masklets) >= result.max_objects,
     }
     masklets = [_masklet_row(result, m, t) for m, t in zip(result.masklets, thumbs, strict=True)]
     hits: dict[str, dict] = {}
