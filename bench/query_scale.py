@@ -228,6 +228,8 @@ def generate(uri: str, n_clips: int, n_masklets: int, n_concepts: int, seed: int
                 "frame_indices": pa.array([[]] * len(clips), pa.list_(pa.int64())),
                 "frame_times_s": pa.array([[]] * len(clips), pa.list_(pa.float64())),
                 "thumbnail": pa.array([b""] * len(clips), pa.binary()),
+                "max_objects": pa.nulls(len(clips), pa.int32()),
+                "at_object_cap": pa.array(np.zeros(len(clips), bool)),
             },
             schema=TABLES["clips"],
         )

@@ -152,3 +152,39 @@ def moto_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     for name, value in moto_s3.env.items():
         monkeypatch.setenv(name, value)
     return moto_s3
+
+
+@pytest.fixture(scope="session")
+def index_synthetic():
+    """A function (folder, videos, concepts) -> index URI: the videos indexed with the colour
+    segmenter (exact ground truth), 2 s clips at 4 fps, query indexes built."""
+
+    def build(folder: Path, videos: list[SyntheticVideo], concepts: tuple[str, ...]) -> str:
+        import ray
+
+        from vidlake.config import IndexConfig
+        from vidlake.pipeline.index_job import run_index
+
+        uri = str(folder / "idx")
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address="local", num_cpus=2, include_dashboard=False)
+        try:
+            run_index(
+                IndexConfig(
+                    sources=tuple(v.uri for v in videos),
+                    index_uri=uri,
+                    concepts=concepts,
+                    model="synthetic:color",
+                    clip_seconds=2,
+                    fps=4,
+                    overlap_s=0.5,
+                    max_side=None,
+                )
+            )
+        finally:
+            if started:
+                ray.shutdown()
+        return uri
+
+    return build

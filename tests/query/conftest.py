@@ -6,14 +6,15 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from query_truth import BuiltIndex, apart_video, build
+from query_truth import INDEXED, BuiltIndex, apart_video
 
 
 @pytest.fixture(scope="session")
-def query_index(synthetic_corpus, tmp_path_factory) -> BuiltIndex:
+def query_index(synthetic_corpus, tmp_path_factory, index_synthetic) -> BuiltIndex:
     folder = tmp_path_factory.mktemp("query_index")
     videos = [*synthetic_corpus, apart_video(folder)]
-    return BuiltIndex(uri=build(folder, videos), videos={v.uri: v for v in videos})
+    uri = index_synthetic(folder, videos, INDEXED)
+    return BuiltIndex(uri=uri, videos={v.uri: v for v in videos})
 
 
 @pytest.fixture

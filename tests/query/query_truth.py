@@ -37,39 +37,6 @@ def apart_video(folder: Path) -> SyntheticVideo:
     return write_video(spec, folder / "d_apart.mp4")
 
 
-def build(folder: Path, videos: list[SyntheticVideo], concepts=INDEXED) -> str:
-    import ray
-
-    from vidlake.config import IndexConfig
-    from vidlake.pipeline.index_job import run_index
-    from vidlake.query.indexes import refresh_indexes
-    from vidlake.store.tables import IndexStore
-
-    uri = str(folder / "idx")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        run_index(
-            IndexConfig(
-                sources=tuple(v.uri for v in videos),
-                index_uri=uri,
-                concepts=concepts,
-                model="synthetic:color",
-                clip_seconds=2,
-                fps=4,
-                overlap_s=0.5,
-                max_side=None,
-            )
-        )
-    finally:
-        if started:
-            ray.shutdown()
-    # What the index job will call once it is wired in; idempotent until then.
-    refresh_indexes(IndexStore.open(uri))
-    return uri
-
-
 def truth_clips(built: BuiltIndex, engine, concepts: tuple[str, ...], same_frame=False) -> set:
     """Clip ids where every concept is visible in some sampled frame (in one, with same_frame)."""
     clips = (

@@ -36,43 +36,12 @@ class ServedIndex:
         }
 
 
-def build_index(folder, videos: list[SyntheticVideo]) -> str:
-    import ray
-
-    from vidlake.config import IndexConfig
-    from vidlake.pipeline.index_job import run_index
-    from vidlake.query.indexes import refresh_indexes
-    from vidlake.store.tables import IndexStore
-
-    uri = str(folder / "idx")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        run_index(
-            IndexConfig(
-                sources=tuple(v.uri for v in videos),
-                index_uri=uri,
-                concepts=INDEXED,
-                model="synthetic:color",
-                clip_seconds=2,
-                fps=4,
-                overlap_s=0.5,
-                max_side=None,
-            )
-        )
-    finally:
-        if started:
-            ray.shutdown()
-    refresh_indexes(IndexStore.open(uri))
-    return uri
-
-
 @pytest.fixture(scope="session")
-def served_index(synthetic_corpus, tmp_path_factory) -> ServedIndex:
+def served_index(synthetic_corpus, tmp_path_factory, index_synthetic) -> ServedIndex:
     folder = tmp_path_factory.mktemp("served_index")
     return ServedIndex(
-        uri=build_index(folder, synthetic_corpus), videos={v.uri: v for v in synthetic_corpus}
+        uri=index_synthetic(folder, synthetic_corpus, INDEXED),
+        videos={v.uri: v for v in synthetic_corpus},
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,7 +184,6 @@ def verify_phrase(
     from vidlake.model import check_model
     from vidlake.pipeline import stages
     from vidlake.pipeline.index_job import init_ray
-    from vidlake.query.indexes import record_verified
 
     rows = clip_rows(store, clip_ids, skip_concept=phrase)
     if model is None:
@@ -211,34 +211,48 @@ def verify_phrase(
                 num_cpus=0.25,
             )
         )
-        pending: dict[str, list[bytes]] = {t: [] for t in VERIFIED_TABLES}
-        for row in ds.iter_rows():
-            result.n_clips_checked += 1
-            if row["error"]:
-                result.failures.append((f"{row['video_id']}#{row['clip_index']}", row["error"]))
-                continue
-            result.n_masklets += int(row["n_masklets"])
-            result.n_clips_found += int(row["n_hits"] > 0)
-            for table, blob in pickle.loads(row["fragments"]).items():
-                pending[table].append(blob)
-        # Masklets first: concept_hits rows are what lookups find, so they land last.
+        written = ds.iter_rows()
+    else:
+        written = iter(())
+    return commit_verified(store, phrase, written, result)
+
+
+def commit_verified(
+    store: IndexStore, phrase: str, written: Iterable[dict], result: VerifyResult
+) -> VerifyResult:
+    """Commits the fragments of verified clips (rows of `write_verified`) and records PHRASE.
+
+    Masklets land first and concept_hits last: hits are what lookups find. The phrase is
+    recorded as verified even when no clip shows it, so the next query knows it was checked.
+    """
+    from vidlake.query.indexes import record_verified
+
+    pending: dict[str, list[bytes]] = {t: [] for t in VERIFIED_TABLES}
+    for row in written:
+        result.n_clips_checked += 1
+        if row["error"]:
+            result.failures.append((f"{row['video_id']}#{row['clip_index']}", row["error"]))
+            continue
+        result.n_masklets += int(row["n_masklets"])
+        result.n_clips_found += int(row["n_hits"] > 0)
+        for table, blob in pickle.loads(row["fragments"]).items():
+            pending[table].append(blob)
+    for table in VERIFIED_TABLES:
+        store.commit_fragments(table, pending[table])
+    if result.n_masklets:
         for table in VERIFIED_TABLES:
-            store.commit_fragments(table, pending[table])
-        if result.n_masklets:
-            for table in VERIFIED_TABLES:
-                store.dataset(table).optimize.optimize_indices()
-    n_clips = committed_clips_with(store, phrase)
+            store.dataset(table).optimize.optimize_indices()
     record_verified(
         store,
         phrase,
-        n_clips=n_clips,
+        n_clips=committed_clips_with(store, phrase),
         n_clips_checked=result.n_clips_checked,
-        model_id=model,
+        model_id=result.model_id,
     )
     log.info(
         "verified %r with %s on %d clips: found in %d",
         phrase,
-        model,
+        result.model_id,
         result.n_clips_checked,
         result.n_clips_found,
     )

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import pickle
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from vidlake.query.verify import (
-    VERIFIED_TABLES,
     VerifyResult,
     clip_rows,
-    committed_clips_with,
+    commit_verified,
     decode_stage,
     write_verified,
 )
@@ -118,40 +116,8 @@ def verify_clips(
     (verify.clip_rows), so verifying twice adds nothing. The phrase is recorded as verified
     (indexes.record_verified) even when no clip shows it: the next query knows it was checked.
     """
-    from vidlake.query.indexes import record_verified
-
     rows = clip_rows(store, list(clip_ids), skip_concept=phrase)
     result = VerifyResult(phrase=phrase, model_id=verifier.model_id)
     batches = [rows[i : i + CLIPS_PER_CALL] for i in range(0, len(rows), CLIPS_PER_CALL)]
     written = verifier.segment_batches(phrase, batches) if batches else []
-    pending: dict[str, list[bytes]] = {t: [] for t in VERIFIED_TABLES}
-    for row in written:
-        result.n_clips_checked += 1
-        if row["error"]:
-            result.failures.append((f"{row['video_id']}#{row['clip_index']}", row["error"]))
-            continue
-        result.n_masklets += int(row["n_masklets"])
-        result.n_clips_found += int(row["n_hits"] > 0)
-        for table, blob in pickle.loads(row["fragments"]).items():
-            pending[table].append(blob)
-    # verify.py's order: masklets first; concept_hits rows are what lookups find, so they last.
-    for table in VERIFIED_TABLES:
-        store.commit_fragments(table, pending[table])
-    if result.n_masklets:
-        for table in VERIFIED_TABLES:
-            store.dataset(table).optimize.optimize_indices()
-    record_verified(
-        store,
-        phrase,
-        n_clips=committed_clips_with(store, phrase),
-        n_clips_checked=result.n_clips_checked,
-        model_id=verifier.model_id,
-    )
-    log.info(
-        "verified %r with %s on %d clips: found in %d",
-        phrase,
-        verifier.model_id,
-        result.n_clips_checked,
-        result.n_clips_found,
-    )
-    return result
+    return commit_verified(store, phrase, written, result)
