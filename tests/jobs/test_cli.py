@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "indexed 1 videos" in proc.stdout and "frames/s" in proc.stdout
+    assert re.search(r"model busy \d+% of the time", proc.stdout), proc.stdout
 
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     assert all(n > 0 for n in info["counts"].values()), info["counts"]

@@ -68,6 +68,33 @@ def test_clip_decoder_reuses_one_reader_for_all_clips(
         np.testing.assert_array_equal(frames, decode_clip(spec))
 
 
+def test_pyav_decoder_goes_forward_through_consecutive_clips(
+    synthetic_corpus: list[SyntheticVideo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Consecutive overlapping clips continue one forward pass (no seek per clip); a jump back
+    # or far ahead seeks. Every order gives exactly the frames of a fresh decoder per clip.
+    video = synthetic_corpus[0]
+    specs = _clips(video, clip_seconds=1.0, overlap_s=0.5, fps=8.0)
+    assert len(specs) >= 4
+    fresh = [decode_clip(spec, backend="pyav") for spec in specs]
+    seeks = []
+    real_seek = av.container.InputContainer.seek
+
+    def counting_seek(self, *args, **kwargs):
+        seeks.append(args)
+        return real_seek(self, *args, **kwargs)
+
+    monkeypatch.setattr(av.container.InputContainer, "seek", counting_seek)
+    with ClipDecoder(video.uri, backend="pyav") as decoder:
+        forward = [decoder.decode(spec) for spec in specs]
+        assert len(seeks) == 1  # the first clip only
+        again = decoder.decode(specs[0])  # backwards: seeks
+        assert len(seeks) == 2
+    for spec, got, want in zip(specs, forward, fresh, strict=True):
+        np.testing.assert_array_equal(got, want, err_msg=f"clip {spec.clip_index}")
+    np.testing.assert_array_equal(again, fresh[0])
+
+
 def test_falls_back_to_pyav_when_decord_cannot_open(
     synthetic_corpus: list[SyntheticVideo],
     monkeypatch: pytest.MonkeyPatch,

@@ -55,6 +55,16 @@ def test_every_video_indexed_with_rows_in_every_table(indexed, synthetic_corpus)
     assert all(counts[t] > 0 for t in ("clips", "masklets", "concept_hits", "runs"))
 
 
+def test_summary_measures_the_time_spent_in_the_model(indexed):
+    _, summary = indexed
+    # Every clip's time in the segmenter is summed; the span from the first clip into the
+    # model to the last out of it lies within the job's wall time.
+    assert summary.n_actors == 1
+    assert 0 < summary.model_s <= summary.segment_span_s + 1e-6
+    assert summary.segment_span_s < summary.wall_s
+    assert 0 < summary.model_busy < 1
+
+
 def test_masklets_match_ground_truth_after_rle_round_trip(indexed, synthetic_corpus):
     config, _ = indexed
     store = IndexStore.open(config.index_uri)

@@ -117,7 +117,9 @@ def index(
         + (f", pruned {summary.n_pruned}" if summary.n_pruned else "")
         + f"; {summary.n_clips} clips, "
         f"{summary.n_masklets} masklets, {summary.n_frames} frames in {summary.wall_s:.1f} s "
-        f"({summary.frames_per_s:.1f} frames/s)",
+        f"({summary.frames_per_s:.1f} frames/s"
+        + (f", model busy {summary.model_busy:.0%} of the time" if summary.model_s else "")
+        + ")",
         highlight=False,
     )
     raise typer.Exit(1 if summary.n_failed else 0)

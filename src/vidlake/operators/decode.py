@@ -106,6 +106,7 @@ class ClipDecoder:
             self._decord_failed = True
         self._container: av.container.InputContainer | None = None
         self._file = None
+        self._cursor: _PyAVCursor | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -180,33 +181,50 @@ class ClipDecoder:
 
     def _decode_pyav(self, indices: np.ndarray) -> np.ndarray:
         try:
-            container = self._open_pyav()
-            stream = container.streams.video[0]
-            got, last_seen, last_frame = self._pyav_frames(container, stream, indices, seek=True)
-            if not got or any(int(i) not in got for i in indices if i < max(got)):
+            cursor = self._cursor
+            got = cursor.advance(indices) if cursor and cursor.can_continue(indices) else None
+            if got is None or _misses(got, indices):
+                cursor = self._fresh_cursor(seek=True, first=int(indices.min()))
+                got = cursor.advance(indices)
+            if _misses(got, indices):
                 # The seek landed past the first wanted frame, or nowhere (MPEG-TS without an
                 # index can seek to its end): reopen and decode from the start, which reaches
                 # every frame whatever the demuxer's seeking does.
                 logger.debug("seeking in %s missed frames; decoding from the start", self.uri)
-                self._close_pyav()
-                container = self._open_pyav()
-                stream = container.streams.video[0]
-                got, last_seen, last_frame = self._pyav_frames(
-                    container, stream, indices, seek=False
-                )
+                cursor = self._fresh_cursor(seek=False, first=0)
+                got = cursor.advance(indices)
         except (av.FFmpegError, OSError) as e:  # PyAV's file-object layer raises OSError
+            self._cursor = None
             raise VideoError(f"cannot decode {self.uri}: {_first_line(e)}") from e
-        if last_frame is None:
+        self._cursor = cursor
+        if cursor.last_frame is None:
             raise VideoError(f"no decodable frame from index {int(indices.min())} of {self.uri}")
-        wanted = _clamp_tail(indices, last_seen + 1, self.uri)
-        if last_seen in wanted and last_seen not in got:  # the tail repeats the last frame
-            got[last_seen] = last_frame.to_ndarray(format="rgb24")
+        wanted = _clamp_tail(indices, cursor.last_seen + 1, self.uri)
+        if cursor.last_seen in wanted and cursor.last_seen not in got:
+            got[cursor.last_seen] = cursor.last_frame.to_ndarray(format="rgb24")  # tail repeat
         missing = sorted(set(wanted.tolist()) - set(got))
         if missing:
             raise VideoError(
                 f"frames {missing[:5]} of {self.uri} cannot be decoded (damaged or truncated video)"
             )
         return np.stack([got[int(i)] for i in wanted])
+
+    def _fresh_cursor(self, seek: bool, first: int) -> _PyAVCursor:
+        """A cursor at FIRST (seek: the keyframe at or before it) or at the start."""
+        self._cursor = None
+        if not seek:
+            self._close_pyav()
+        container = self._open_pyav()
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+        if not rate:
+            raise VideoError(f"no frame rate recorded for the video stream of {self.uri}")
+        cursor = _PyAVCursor(container, stream, float(rate), seek)
+        if seek:
+            # backward=True lands on the keyframe at or before the target; decoding goes forward.
+            target = int(first / cursor.fps / stream.time_base) + cursor.start_pts
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        return cursor
 
     def _open_pyav(self) -> av.container.InputContainer:
         if self._container is None:
@@ -217,6 +235,7 @@ class ClipDecoder:
         return self._container
 
     def _close_pyav(self) -> None:
+        self._cursor = None
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -224,48 +243,87 @@ class ClipDecoder:
             self._file.close()
             self._file = None
 
-    def _pyav_frames(
-        self,
-        container: av.container.InputContainer,
-        stream: av.video.stream.VideoStream,
-        indices: np.ndarray,
-        seek: bool,
-    ) -> tuple[dict[int, np.ndarray], int, av.VideoFrame | None]:
-        """Wanted frames reached {index: (H, W, 3) uint8}, the last index decoded and its frame.
 
-        The frame is None when none was decoded. The last index tells a video shorter than
-        its estimated frame count from a missed seek.
-        """
-        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
-        if not rate:
-            raise VideoError(f"no frame rate recorded for the video stream of {self.uri}")
-        fps = float(rate)
-        time_base = stream.time_base
-        start_pts = stream.start_time or 0
+# A clip whose first frame is at most this far past where the open PyAV decoder stands is
+# reached by decoding forward; farther ones seek (to the keyframe before them).
+_FORWARD_GAP_S = 4.0
+
+
+class _PyAVCursor:
+    """A forward pass of PyAV decoding that successive clips of one video continue.
+
+    Consecutive clips (overlapping or not) are decoded by going on from where the previous
+    clip stopped, not by seeking back to a keyframe for each: the overlap's frames are kept
+    from the previous clip. Frames map to indices by their timestamps (by decode order when a
+    pass from the start has none).
+    """
+
+    def __init__(self, container, stream, fps: float, seek: bool) -> None:
+        self.frames = container.decode(stream)
+        self.fps = fps
+        self.time_base = stream.time_base
+        self.start_pts = stream.start_time or 0
+        self.seek = seek
+        self.counted = -1
+        self.last_seen = -1  # highest index decoded so far
+        self.last_frame: av.VideoFrame | None = None
+        self.pending: tuple[int, av.VideoFrame] | None = None  # decoded past the last request
+        self.recent: dict[int, np.ndarray] = {}  # the previous request's frames
+        self.exhausted = False
+
+    def can_continue(self, indices: np.ndarray) -> bool:
+        """Whether INDICES are reachable going forward: earlier ones kept, the gap short."""
+        if self.exhausted or self.last_frame is None:
+            return False
+        next_index = self.pending[0] if self.pending else self.last_seen + 1
+        behind = [int(i) for i in indices if i < next_index]
+        if any(i not in self.recent for i in behind):
+            return False
+        ahead = indices[indices >= next_index]
+        return not len(ahead) or int(ahead.min()) - next_index <= _FORWARD_GAP_S * self.fps
+
+    def advance(self, indices: np.ndarray) -> dict[int, np.ndarray]:
+        """{index: (H, W, 3) uint8} of the wanted INDICES reached; {} if timestamps fail."""
         wanted = set(indices.tolist())
-        first, last = int(indices.min()), int(indices.max())
-        if seek:
-            # backward=True lands on the keyframe at or before the target; decoding goes forward.
-            target = int(first / fps / time_base) + start_pts
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-        got: dict[int, np.ndarray] = {}
-        last_seen, last_frame = -1, None
-        counted = -1
-        for frame in container.decode(stream):
-            counted += 1
-            if frame.pts is not None:
-                index = int(round(float((frame.pts - start_pts) * time_base) * fps))
-            elif not seek:
-                index = counted  # no timestamps: frame order from the start is the index
-            else:
-                return {}, -1, None
+        last = int(indices.max())
+        got = {i: f for i, f in self.recent.items() if i in wanted}
+        queue = [self.pending] if self.pending else []
+        self.pending = None
+        for index, frame in self._indexed(queue):
+            if index is None:
+                return {}
             if index > last:
+                self.pending = (index, frame)
                 break
-            if index > last_seen:
-                last_seen, last_frame = index, frame
+            if index > self.last_seen:
+                self.last_seen, self.last_frame = index, frame
             if index in wanted:
                 got[index] = frame.to_ndarray(format="rgb24")
-        return got, last_seen, last_frame
+        else:
+            self.exhausted = True
+        self.recent = got
+        return got
+
+    def _indexed(self, queue: list[tuple[int, av.VideoFrame]]):
+        """(index, frame) of the queued frames then of the decoder; index None when unknown."""
+        yield from queue
+        for frame in self.frames:
+            self.counted += 1
+            if frame.pts is not None:
+                pts_s = float((frame.pts - self.start_pts) * self.time_base)
+                yield int(round(pts_s * self.fps)), frame
+            elif not self.seek:
+                yield self.counted, frame  # no timestamps: frame order from the start
+            else:
+                yield None, frame
+
+
+def _misses(got: dict[int, np.ndarray], indices: np.ndarray) -> bool:
+    """Whether a pass reached nothing, or skipped wanted frames before the last one it got."""
+    if not got:
+        return True
+    top = max(got)
+    return any(int(i) not in got for i in indices if i < top)
 
 
 def _clamp_tail(indices: np.ndarray, n_available: int, uri: str) -> np.ndarray:

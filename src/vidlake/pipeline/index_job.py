@@ -49,10 +49,33 @@ class RunSummary:
     n_frames: int = 0
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    n_actors: int = 0
+    model_s: float = 0.0  # seconds the segment actors spent in the model, summed
+    model_first_start: float = 0.0  # epoch seconds the first clip entered the model
+    model_last_end: float = 0.0  # ... and the last one left it
 
     @property
     def frames_per_s(self) -> float:
         return self.n_frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def model_busy(self) -> float:
+        """Share of the job's wall time the segment actors spent in the model (0..1)."""
+        slots = self.wall_s * max(1, self.n_actors)
+        return min(1.0, self.model_s / slots) if slots > 0 else 0.0
+
+    @property
+    def segment_span_s(self) -> float:
+        """Seconds from the first clip entering the model to the last leaving it."""
+        return max(0.0, self.model_last_end - self.model_first_start)
+
+    def add_model_time(self, start: float, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self.model_s += seconds
+        if not self.model_first_start or start < self.model_first_start:
+            self.model_first_start = start
+        self.model_last_end = max(self.model_last_end, start + seconds)
 
 
 def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
@@ -240,6 +263,7 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     opts = store.storage_options
     gpus = _cluster_gpus()
     n_actors = config.num_actors or max(1, gpus)
+    summary.n_actors = n_actors
     segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
     chunks = stages.decode_chunks(clip_rows, DECODE_CLIPS_PER_TASK)
     ds = (
@@ -299,6 +323,7 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     for row in ds.iter_rows():
         vid = row["video_id"]
         arrived[vid].append(row)
+        summary.add_model_time(row["model_start"], row["model_s"])
         done += 1
         progress("segment", done, total)
         if len(arrived[vid]) < expected[vid]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,17 +158,26 @@ class SegmentStage:
         from vidlake.operators.thumbnail import crop_thumbnail, jpeg_thumbnail
         from vidlake.store.schema import clip_tables
 
-        base = {k: row[k] for k in ("video_id", "video_uri", "clip_index")}
+        base = {
+            **{k: row[k] for k in ("video_id", "video_uri", "clip_index")},
+            "model_start": 0.0,
+            "model_s": 0.0,
+        }
         if row["error"]:
             return {**base, "tables": b"", "n_frames": 0, "error": row["error"]}
         frames = np.asarray(row["frames"])
         spec = row_to_spec(row)
+        # Wall time in the model (its outputs are host arrays, so GPU work is finished): what
+        # the job's summary reports as the share of time the model was busy.
+        base["model_start"] = time.time()
         try:
             masklets = self.segmenter.segment(frames, self.concepts, **self.segment_kwargs)
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
             return {**base, "tables": b"", "n_frames": 0, "error": f"segmentation failed: {exc}"}
+        finally:
+            base["model_s"] = time.time() - base["model_start"]
         masklets = cap_masklets(masklets, self.max_objects)[0]
         result = ClipResult(
             max_objects=self.max_objects,
@@ -194,6 +204,17 @@ class SegmentStage:
         }
 
 
+_PASSED_TO_DRIVER = (
+    "video_id",
+    "video_uri",
+    "clip_index",
+    "n_frames",
+    "error",
+    "model_start",
+    "model_s",
+)
+
+
 def write_batch(
     batch: pa.Table, index_uri: str, overlap_s: float, storage_options: dict | None = None
 ) -> pa.Table:
@@ -210,7 +231,7 @@ def write_batch(
     groups: dict[str, list[tuple[dict, dict]]] = {}
     out = []
     for row in rows:
-        base = {k: row[k] for k in ("video_id", "video_uri", "clip_index", "n_frames", "error")}
+        base = {k: row[k] for k in _PASSED_TO_DRIVER}
         if row["error"]:
             out.append({**base, "fragments": b"", "boundary": b"", "n_masklets": 0})
             continue
@@ -244,6 +265,8 @@ WRITE_OUTPUT = pa.schema(
         ("fragments", pa.binary()),
         ("boundary", pa.binary()),
         ("n_masklets", pa.int64()),
+        ("model_start", pa.float64()),
+        ("model_s", pa.float64()),
     ]
 )
 
