@@ -230,6 +230,19 @@ class ConceptIndex:
             self._committed = frozenset(t.column("video_id").to_pylist())
         return self._committed
 
+    def only_committed(self, table: pa.Table) -> pa.Table:
+        """The rows of TABLE (with a video_id column) whose video is committed."""
+        if not table.num_rows:
+            return table
+        committed = self.committed_video_ids()
+        present = pc.unique(table.column("video_id")).to_pylist()
+        keep = [v for v in present if v in committed]
+        if len(keep) == len(present):
+            return table
+        return table.filter(
+            pc.is_in(table.column("video_id"), value_set=pa.array(keep, pa.string()))
+        )
+
     def concepts_table(self) -> pa.Table:
         """The `concepts` rows (without embeddings) of this snapshot."""
         if self._concepts is None:
@@ -332,10 +345,10 @@ class ConceptIndex:
                 ("video_uri", "ascending"),
                 ("start_s", "ascending"),
             ]
-        hits = hits.sort_by(order)
-        if query.limit is not None:
-            hits = hits.slice(0, query.limit)
-        return hits
+        if query.limit is not None and query.limit < hits.num_rows:
+            # The top rows only, then sorted: cheaper than sorting every hit of a common concept.
+            hits = hits.take(pc.select_k_unstable(hits, k=query.limit, sort_keys=order))
+        return hits.sort_by(order)
 
     @staticmethod
     def _where(query: Query, filters: bool = True) -> str:
@@ -355,10 +368,7 @@ class ConceptIndex:
         """Committed concept_hits rows of CONCEPT matching WHERE (an index read)."""
         full = f"concept = {_sql_str(concept)}" + (f" AND {where}" if where else "")
         hits = self._read("concept_hits", list(dict.fromkeys([*columns, "video_id"])), full)
-        if hits.num_rows:
-            committed = self.committed_video_ids()
-            mask = [v in committed for v in hits.column("video_id").to_pylist()]
-            hits = hits.filter(pa.array(mask, pa.bool_()))
+        hits = self.only_committed(hits)
         if "video_id" not in columns:
             hits = hits.drop_columns(["video_id"])
         return hits.select(columns)
@@ -552,11 +562,7 @@ class ConceptIndex:
             if extra:
                 where += f" AND {extra}"
             parts.append(self._read(table, columns, where))
-        t = pa.concat_tables(parts)
-        if t.num_rows:
-            committed = self.committed_video_ids()
-            t = t.filter(pa.array([v in committed for v in t.column("video_id").to_pylist()]))
-        return t
+        return self.only_committed(pa.concat_tables(parts))
 
     def info(self) -> IndexInfo:
         videos = self._read("videos", ["uri", "status", "error", "model_id"])
@@ -565,9 +571,8 @@ class ConceptIndex:
         ]
         hits = self._read("concept_hits", ["concept", "video_id"])
         counts: dict[str, int] = {}
+        hits = self.only_committed(hits)
         if hits.num_rows:
-            committed = self.committed_video_ids()
-            hits = hits.filter(pa.array([v in committed for v in hits["video_id"].to_pylist()]))
             for row in hits.group_by("concept").aggregate([("concept", "count")]).to_pylist():
                 counts[row["concept"]] = row["concept_count"]
         vocabulary = {c: counts.get(c, 0) for c in self.vocabulary()}
