@@ -197,6 +197,7 @@ class ConceptIndex:
         self._datasets: dict[str, lance.LanceDataset | None] = {}
         self._committed: frozenset[str] | None = None
         self._concepts: pa.Table | None = None
+        self._verified: dict[str, int] | None = None
 
     def refresh(self) -> None:
         """Moves the snapshot to the tables' latest versions (not for an as-of view)."""
@@ -266,12 +267,14 @@ class ConceptIndex:
 
     def verified(self) -> dict[str, int]:
         """{phrase: clips checked} of phrases verified at query time (on candidate clips)."""
-        t = self.concepts_table()
-        return {
-            r["concept"]: int(r["n_clips_checked"] or 0)
-            for r in t.to_pylist()
-            if r["source"] == CONCEPT_SOURCE_VERIFIED
-        }
+        if self._verified is None:
+            t = self.concepts_table()
+            t = t.filter(pc.equal(t.column("source"), CONCEPT_SOURCE_VERIFIED))
+            self._verified = {
+                r["concept"]: int(r["n_clips_checked"] or 0)
+                for r in t.select(["concept", "n_clips_checked"]).to_pylist()
+            }
+        return dict(self._verified)
 
     def is_indexed(self, phrase: str) -> bool:
         """Whether a lookup answers PHRASE: in the vocabulary or verified at query time."""
