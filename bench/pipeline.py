@@ -103,7 +103,7 @@ SIZES = {
         video_s=20.0,
         fps=3.0,
         clip_s=10.0,
-        decode_s=20.0,
+        decode_s=60.0,
         decode_fps=6.0,
         mask_frames=120,
         memory_videos=2,
@@ -491,9 +491,9 @@ def bench_masks(inputs: dict, size: Size, e2e_index: str) -> list[Row]:
     reps = max(3, size.repeats)
     t_op, rles = timed(lambda: [encode_rles(m) for m in per_frame], reps)
     t_coco, _ = timed(lambda: [mask_utils.encode(m) for m in fortran], reps)
-    # Prototype: a bool stack viewed as uint8 (no astype copy), one transposing copy.
+    # Before: astype(uint8) copy, then the transposing copy.
     t_view, _ = timed(
-        lambda: [mask_utils.encode(np.asfortranarray(m.view(np.uint8).transpose(1, 2, 0)))
+        lambda: [mask_utils.encode(np.asfortranarray(np.moveaxis(m.astype(np.uint8), 0, -1)))
                  for m in per_frame],
         reps,
     )  # fmt: skip
@@ -509,8 +509,8 @@ def bench_masks(inputs: dict, size: Size, e2e_index: str) -> list[Row]:
     return [
         Row("3 masks", "encode_rles / pycocotools.mask.encode", n_masks / t_op, n_masks / t_coco,
             "masks/s", ">= 0.95", f"{n_masks} masks {w}x{h}, {len(per_frame[0])} per call"),
-        Row("3 masks", "prototype: bool view + one copy / encode", n_masks / t_view,
-            n_masks / t_coco, "masks/s", ">= 0.95", "encode_rles without astype"),
+        Row("3 masks", "before: astype copy + transposing copy / encode", n_masks / t_view,
+            n_masks / t_coco, "masks/s", "", "what encode_rles did"),
         Row("3 masks", "RLE bytes per masklet-frame / packed bitmap", rle_bytes, bitmap_bytes,
             "bytes", "<= 1", f"ground-truth shapes {w}x{h}"),
         Row("3 masks", "stored RLE bytes / packed bitmap (tiny SAM 3)", stored_bytes,

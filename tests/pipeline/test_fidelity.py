@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from vidlake.config import IndexConfig
 from vidlake.operators.decode import decode_clip
 from vidlake.pipeline.index_job import run_index
-from vidlake.records import ClipSpec
+from vidlake.store.schema import clip_spec
 from vidlake.store.tables import IndexStore
 
 CONCEPTS = ("red square", "blue circle", "person")
@@ -98,16 +98,7 @@ def test_stored_masklets_equal_the_reference_for_every_clip(indexed, tiny_sam3_d
     compared_frames = 0
     concepts_seen = set()
     for clip in clips:
-        spec = ClipSpec(
-            video_id=clip["video_id"],
-            video_uri=clip["video_uri"],
-            clip_index=clip["clip_index"],
-            start_s=clip["start_s"],
-            end_s=clip["end_s"],
-            sampled_fps=clip["sampled_fps"],
-            frame_indices=np.asarray(clip["frame_indices"], np.int64),
-            times_s=np.asarray(clip["frame_times_s"], np.float64),
-        )
+        spec = clip_spec(clip)
         frames = decode_clip(spec, max_side=None)
         expected = reference_masklets(str(tiny_sam3_dir), frames, CONCEPTS)
         stored = {(m["concept"], m["object_id"]): m for m in by_clip.get(clip["clip_id"], [])}

@@ -228,8 +228,12 @@ class ClipDecoder:
 
     def _open_pyav(self) -> av.container.InputContainer:
         if self._container is None:
-            self._file = self._fs.open(self._path, "rb")
-            self._container = av.open(self._file, mode="r")
+            if isinstance(self._fs, LocalFileSystem):
+                # FFmpeg reads a local file itself, faster than through a Python file object.
+                self._container = av.open(self._path, mode="r")
+            else:
+                self._file = self._fs.open(self._path, "rb")
+                self._container = av.open(self._file, mode="r")
             if not self._container.streams.video:
                 raise VideoError(f"no video stream in {self.uri}")
         return self._container

@@ -20,7 +20,9 @@ def encode_rles(masks: np.ndarray) -> list[dict]:
     """COCO RLEs of a stack of masks (N, H, W) bool, in one pycocotools call."""
     if len(masks) == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(np.moveaxis(masks.astype(np.uint8), 0, -1)))
+    # A bool stack is viewed as uint8 (no copy); the one copy is pycocotools' (H, W, N) F-order.
+    as_u8 = masks.view(np.uint8) if masks.dtype == np.bool_ else masks.astype(np.uint8)
+    rles = mask_utils.encode(np.asfortranarray(as_u8.transpose(1, 2, 0)))
     return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"]} for r in rles]
 
 

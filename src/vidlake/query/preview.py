@@ -15,7 +15,7 @@ import numpy as np
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.records import ClipSpec
+from vidlake.store.schema import clip_spec
 
 PREVIEW_FORMATS = (".gif", ".mp4", ".png")
 MASK_ALPHA = 0.55
@@ -40,16 +40,7 @@ def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None
     if not rows:
         raise UsageError(f"no clip {clip_id!r} in this index (clip ids are in query output)")
     clip = rows[0]
-    spec = ClipSpec(
-        video_id=clip["video_id"],
-        video_uri=clip["video_uri"],
-        clip_index=clip["clip_index"],
-        start_s=clip["start_s"],
-        end_s=clip["end_s"],
-        sampled_fps=clip["sampled_fps"],
-        frame_indices=np.asarray(clip["frame_indices"], np.int64),
-        times_s=np.asarray(clip["frame_times_s"], np.float64),
-    )
+    spec = clip_spec(clip)
     frames = decode_clip(
         spec,
         storage_options=index.store.storage_options,

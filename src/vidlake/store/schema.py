@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from vidlake.records import ClipResult, Masklet, VideoInfo, VideoSource, stable_id
+from vidlake.records import ClipResult, ClipSpec, Masklet, VideoInfo, VideoSource, stable_id
 
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = b"vidlake.schema_version"
@@ -285,3 +285,17 @@ CONCEPTS = _schema(
 )
 
 TABLES["concepts"] = CONCEPTS
+
+
+def clip_spec(clip: dict) -> ClipSpec:
+    """The ClipSpec a `clips` row (as a dict) was written from."""
+    return ClipSpec(
+        video_id=clip["video_id"],
+        video_uri=clip["video_uri"],
+        clip_index=clip["clip_index"],
+        start_s=clip["start_s"],
+        end_s=clip["end_s"],
+        sampled_fps=clip["sampled_fps"],
+        frame_indices=np.asarray(clip["frame_indices"], np.int64),
+        times_s=np.asarray(clip["frame_times_s"], np.float64),
+    )
