@@ -285,7 +285,7 @@ def ray_local():
 
 
 def test_video_deleted_mid_run_fails_alone(ray_local, moto_s3, synthetic_corpus):
-    """The object is deleted after listing and probing, before any clip is decoded."""
+    """The object is deleted after listing, before the stream probes and decodes it."""
     from vidlake.config import IndexConfig
     from vidlake.pipeline.index_job import run_index
     from vidlake.store.tables import IndexStore

@@ -16,10 +16,11 @@ def _progress_reporter(progress: Progress):
     tasks: dict[str, int] = {}
 
     def report(phase: str, done: int, total: int) -> None:
+        # total 0: not known yet (clips are counted as videos are probed in the stream).
         if phase not in tasks:
-            label = {"probe": "probing videos", "segment": "segmenting clips"}.get(phase, phase)
-            tasks[phase] = progress.add_task(label, total=total)
-        progress.update(tasks[phase], completed=done, total=total)
+            label = {"videos": "videos done", "segment": "clips segmented"}.get(phase, phase)
+            tasks[phase] = progress.add_task(label, total=total or None)
+        progress.update(tasks[phase], completed=done, total=total or None)
 
     return report
 

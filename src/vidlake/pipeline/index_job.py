@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 DECODE_CLIPS_PER_TASK = 4
 WRITE_CLIPS_PER_BATCH = 16
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total); total 0: not known yet
 
 
 @dataclass
@@ -166,7 +166,6 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     Per-video failures are rows (status failed), never exceptions; a VidlakeError here means
     the job itself cannot run (bad index URI, bad model, bad options).
     """
-    import ray
 
     progress = progress or (lambda phase, done, total: None)
     started = schema.now_utc()
@@ -211,40 +210,17 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
     store.upsert_videos([failed_row(src, None, err) for src, err in missing])
 
-    clip_rows: list[dict] = []
-    infos: dict[str, tuple[VideoSource, VideoInfo]] = {}
     if todo:
+        from vidlake.query.indexes import needs_embeddings
+
+        if needs_embeddings(store, list(config.vocabulary)):
+            # The index refresh at the end embeds new concepts: load the text encoder while
+            # the cluster probes and loads the segmenter, not after the last clip.
+            from vidlake.query.text import preload_text_encoder
+
+            preload_text_encoder()
         init_ray(config.address)
-        progress("probe", 0, len(todo))
-        probed = (
-            ray.data.from_items([{"uri": s.uri, "video_id": s.video_id} for s in todo])
-            .map(stages.probe_row, fn_kwargs={"storage_options": opts}, num_cpus=0.25)
-            .take_all()
-        )
-        progress("probe", len(todo), len(todo))
-        by_id = {s.video_id: s for s in todo}
-        probe_failures = []
-        from vidlake.operators.clips import plan_clips
-
-        for row in probed:
-            src = by_id[row["video_id"]]
-            if row["error"]:
-                probe_failures.append(failed_row(src, None, row["error"]))
-                continue
-            info = stages.load_info(row["info"])
-            infos[src.video_id] = (src, info)
-            for spec in plan_clips(
-                src.video_id,
-                info,
-                clip_seconds=config.clip_seconds,
-                fps=config.fps,
-                overlap_s=config.overlap_s,
-            ):
-                clip_rows.append(stages.spec_to_row(spec))
-        store.upsert_videos(probe_failures)
-
-    if clip_rows:
-        _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, progress)
+        _segment_and_commit(config, store, todo, summary, failed_row, progress)
 
     store.compact_if_fragmented()
     from vidlake.query.indexes import refresh_indexes
@@ -255,8 +231,13 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     return summary
 
 
-def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, progress) -> None:
-    """Streams clips through decode → segment → write, committing each video when complete."""
+def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> None:
+    """Streams videos through probe → decode → segment → write, committing each video when
+    all its clips are in.
+
+    Probing is the stream's first stage, so segment actors start and load the model while the
+    corpus is probed, and the first clips reach the model before the last video is probed.
+    """
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -265,9 +246,20 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
     n_actors = config.num_actors or max(1, gpus)
     summary.n_actors = n_actors
     segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
-    chunks = stages.decode_chunks(clip_rows, DECODE_CLIPS_PER_TASK)
+    videos = [{"uri": s.uri, "video_id": s.video_id} for s in todo]
     ds = (
-        ray.data.from_items(chunks, override_num_blocks=max(1, len(chunks)))
+        ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
+        .flat_map(
+            stages.probe_and_plan,
+            fn_kwargs={
+                "storage_options": opts,
+                "clip_seconds": config.clip_seconds,
+                "fps": config.fps,
+                "overlap_s": config.overlap_s,
+                "clips_per_task": DECODE_CLIPS_PER_TASK,
+            },
+            num_cpus=0.25,
+        )
         .flat_map(
             stages.decode_rows,
             fn_kwargs={"storage_options": opts, "max_side": config.max_side},
@@ -300,15 +292,14 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
             num_cpus=0.25,
         )
     )
-    expected: dict[str, int] = defaultdict(int)
-    for row in clip_rows:
-        expected[row["video_id"]] += 1
+    by_id = {s.video_id: s for s in todo}
     arrived: dict[str, list[dict]] = defaultdict(list)
     pending_rows: list[dict] = []
     pending_fragments: dict[str, list[bytes]] = defaultdict(list)
-    done = 0
-    total = len(clip_rows)
-    progress("segment", 0, total)
+    clips_done = videos_done = 0
+    # Clip counts are known only as videos are probed in the stream: "segment" has no total.
+    progress("videos", 0, len(todo))
+    progress("segment", 0, 0)
 
     pending_tracks: dict[str, str] = {}
 
@@ -324,12 +315,15 @@ def _segment_and_commit(config, store, clip_rows, infos, summary, failed_row, pr
         vid = row["video_id"]
         arrived[vid].append(row)
         summary.add_model_time(row["model_start"], row["model_s"])
-        done += 1
-        progress("segment", done, total)
-        if len(arrived[vid]) < expected[vid]:
+        clips_done += 1
+        progress("segment", clips_done, 0)
+        if len(arrived[vid]) < row["video_n_clips"]:
             continue
         rows = arrived.pop(vid)
-        src, info = infos[vid]
+        videos_done += 1
+        progress("videos", videos_done, len(todo))
+        src = by_id[vid]
+        info = stages.load_info(row["info"]) if row["info"] else None
         errors = sorted({r["error"] for r in rows if r["error"]})
         if errors:
             store.upsert_videos([failed_row(src, info, errors[0])])

@@ -65,6 +65,69 @@ def load_info(blob: bytes) -> VideoInfo:
     return pickle.loads(blob)
 
 
+def probe_and_plan(
+    row: dict[str, Any],
+    storage_options: dict | None = None,
+    *,
+    clip_seconds: float,
+    fps: float,
+    overlap_s: float,
+    clips_per_task: int,
+) -> Iterator[dict[str, Any]]:
+    """Probes one video and plans its clips: its decode tasks come out.
+
+    A decode task is a run of up to CLIPS_PER_TASK consecutive clips (decoded with one opened
+    reader: short runs keep decode parallel within a long video). Each carries the video's
+    probe `info` and `video_n_clips`, so that the driver knows
+    when all of a video's clips are in. A video that cannot be probed or planned comes out as
+    one task with its `error` (and video_n_clips 1): it flows through the later stages as one
+    failed clip. Probing inside the stream lets the segment actors start (and load the model)
+    while the corpus is still being probed.
+    """
+    from vidlake.operators.clips import plan_clips
+
+    base = {"video_id": row["video_id"], "video_uri": row["uri"]}
+    probed = probe_row(row, storage_options)
+    error = probed["error"]
+    clips: list[dict[str, Any]] = []
+    if not error:
+        try:
+            specs = plan_clips(
+                row["video_id"],
+                load_info(probed["info"]),
+                clip_seconds=clip_seconds,
+                fps=fps,
+                overlap_s=overlap_s,
+            )
+            clips = [spec_to_row(spec) for spec in specs]
+        except VidlakeError as exc:
+            error = str(exc)
+    if error or not clips:
+        failed = spec_to_row(_failed_spec(row["video_id"], row["uri"]))
+        yield {
+            **base,
+            "clips": pickle.dumps([failed]),
+            "info": probed["info"] if not error else b"",
+            "video_n_clips": 1,
+            "error": error or f"no clips to index in {row['uri']}",
+        }
+        return
+    for start in range(0, len(clips), clips_per_task):
+        yield {
+            **base,
+            "clips": pickle.dumps(clips[start : start + clips_per_task]),
+            "info": probed["info"],
+            "video_n_clips": len(clips),
+            "error": "",
+        }
+
+
+def _failed_spec(video_id: str, uri: str) -> ClipSpec:
+    """The placeholder clip a video that cannot be probed flows through the stages as."""
+    empty = np.zeros(0)
+    return ClipSpec(video_id, uri, 0, 0.0, 0.0, 0.0, empty.astype(np.int64), empty)
+
+
 def decode_rows(
     row: dict[str, Any], storage_options: dict | None = None, max_side: int | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -76,7 +139,13 @@ def decode_rows(
     """
     from vidlake.operators.decode import ClipDecoder
 
-    clips = pickle.loads(row["clips"])
+    # What the task carries for the driver (probe_and_plan), passed on with every clip.
+    video = {k: row[k] for k in ("info", "video_n_clips") if k in row}
+    clips = [{**clip, **video} for clip in pickle.loads(row["clips"])]
+    if row.get("error"):  # the video could not be probed or planned
+        for clip in clips:
+            yield {**clip, "frames": _EMPTY_FRAMES, "error": row["error"]}
+        return
     uri = clips[0]["video_uri"]
     try:
         decoder = ClipDecoder(uri, fsspec_options(uri, storage_options), max_side)
@@ -99,24 +168,6 @@ def decode_row(
 ) -> dict[str, Any]:
     """Decodes one clip row (see decode_rows): the row gains `frames` or an `error`."""
     return next(decode_rows({"clips": pickle.dumps([row])}, storage_options, max_side))
-
-
-def decode_chunks(clip_rows: list[dict[str, Any]], clips_per_chunk: int) -> list[dict[str, Any]]:
-    """Groups clip rows into decode tasks: runs of consecutive clips of one video.
-
-    Short runs keep decode parallel within a long video; runs longer than one keep readers
-    from being opened once per clip.
-    """
-    by_video: dict[str, list[dict[str, Any]]] = {}
-    for clip in clip_rows:
-        by_video.setdefault(clip["video_id"], []).append(clip)
-    chunks = []
-    for clips in by_video.values():
-        clips.sort(key=lambda c: c["clip_index"])
-        for start in range(0, len(clips), clips_per_chunk):
-            part = clips[start : start + clips_per_chunk]
-            chunks.append({"video_id": part[0]["video_id"], "clips": pickle.dumps(part)})
-    return chunks
 
 
 class SegmentStage:
@@ -160,6 +211,8 @@ class SegmentStage:
 
         base = {
             **{k: row[k] for k in ("video_id", "video_uri", "clip_index")},
+            "info": row.get("info", b""),
+            "video_n_clips": row.get("video_n_clips", 0),
             "model_start": 0.0,
             "model_s": 0.0,
         }
@@ -212,6 +265,8 @@ _PASSED_TO_DRIVER = (
     "error",
     "model_start",
     "model_s",
+    "info",
+    "video_n_clips",
 )
 
 
@@ -267,6 +322,8 @@ WRITE_OUTPUT = pa.schema(
         ("n_masklets", pa.int64()),
         ("model_start", pa.float64()),
         ("model_s", pa.float64()),
+        ("info", pa.binary()),
+        ("video_n_clips", pa.int64()),
     ]
 )
 

@@ -126,6 +126,13 @@ def indexed_vocabulary(store: IndexStore) -> dict[str, str]:
     return out
 
 
+def needs_embeddings(store: IndexStore, concepts: list[str]) -> bool:
+    """Whether some of CONCEPTS have no embedding in the `concepts` table yet."""
+    ds = concepts_dataset(store)
+    known = set(ds.to_table(columns=["concept"]).column("concept").to_pylist())
+    return any(c not in known for c in concepts)
+
+
 def refresh_concepts(store: IndexStore, encoder=None) -> int:
     """Rewrites `concepts` from the vocabulary, clip counts and verified phrases; returns rows.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,8 +42,26 @@ class TextEncoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(phrases), CONCEPT_EMBEDDING_DIM)
 
 
-@functools.cache
+_loading = threading.Lock()
+
+
 def text_encoder() -> TextEncoder:
-    """The process's one TextEncoder (loading takes seconds; encoding a phrase, milliseconds)."""
+    """The process's one TextEncoder (loading takes seconds; encoding a phrase, milliseconds).
+
+    Thread-safe: a caller while another thread loads it waits for that load.
+    """
+    with _loading:
+        return _load_text_encoder()
+
+
+@functools.cache
+def _load_text_encoder() -> TextEncoder:
     log.info("loading text encoder %s", TEXT_MODEL_ID)
     return TextEncoder()
+
+
+def preload_text_encoder() -> threading.Thread:
+    """Starts loading the text encoder in a background thread (for work that will need it)."""
+    thread = threading.Thread(target=text_encoder, name="vidlake-text-encoder", daemon=True)
+    thread.start()
+    return thread
