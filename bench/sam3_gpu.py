@@ -11,8 +11,12 @@ which is what the tracker's cost depends on.
     .venv/bin/python bench/sam3_gpu.py --tiny --frames 4 --concepts 1,4
 
 It prints a table (frames/s, ratio to 1 concept, peak GPU memory per clip) and the command.
-Not measured yet: the share of wall time the GPU is busy during a pipeline run (needs a GPU
-machine and a hook in the index job's segment stage).
+With --pipeline N it then indexes N synthetic videos with the same model through `run_index`
+(one segment actor, 4 concepts) and reports the share of the job's wall time the actor spent
+in the model (the job summary's "model busy"; on CUDA, the GPU-busy share the pipeline
+achieves) and the job's frames/s against the model alone.
+
+    .venv/bin/python bench/sam3_gpu.py --pipeline 8  # + an index run of 8 videos
 """
 
 from __future__ import annotations
@@ -139,6 +143,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the vision encoder")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument(
+        "--pipeline", type=int, default=0, metavar="N", help="then index N synthetic videos"
+    )
     args = parser.parse_args(argv)
 
     cuda = torch.cuda.is_available()
@@ -147,9 +154,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     n_frames = args.frames or (8 if tiny else 30)
     side = 128 if tiny else 1008
     frames = synthetic_clip(n_frames, side * 3 // 4, side)
+    pipeline = None
     with tempfile.TemporaryDirectory() as tmp:
         segmenter = build_segmenter(tiny, device, args.compile, args.objects, Path(tmp))
         rows = [measure(segmenter, frames, int(n), args.repeats) for n in args.concepts.split(",")]
+        if args.pipeline:
+            folder = segmenter.model_id
+            del segmenter
+            if cuda:
+                torch.cuda.empty_cache()
+            pipeline = pipeline_run(folder, args.pipeline, device, args.objects, Path(tmp))
 
     model = "tiny random SAM 3" if tiny else "full-size SAM 3 (random weights)"
     precision = "bf16 autocast" if device == "cuda" else "fp32"
@@ -164,10 +178,59 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{r['concepts']:>8} {r['fps']:>9.2f} {r['fps'] / base:>6.2f} {r['seconds']:>7.2f} "
             f"{r['peak'] / 2**20:>13.0f}"
         )
+    if pipeline:
+        model_fps = pipeline["n_frames"] / pipeline["model_s"]
+        print(
+            f"pipeline: {pipeline['n_videos']} videos, {pipeline['n_clips']} clips, "
+            f"{pipeline['n_frames']} frames in {pipeline['wall_s']:.1f} s: "
+            f"{pipeline['frames_per_s']:.2f} frames/s; in the model {model_fps:.2f} frames/s; "
+            f"model busy {pipeline['model_busy']:.0%} of the wall time "
+            f"({pipeline['segment_phase_busy']:.0%} from the first clip in to the last out)"
+        )
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name(device), "rows": rows}))
+        out = {"device": device_name(device), "rows": rows, "pipeline": pipeline}
+        args.json.write_text(json.dumps(out))
     return rows
+
+
+def pipeline_run(model: str, n_videos: int, device: str, objects: int, workdir: Path) -> dict:
+    """Indexes N_VIDEOS synthetic videos with MODEL through run_index: what the job reports."""
+    from vidlake.config import IndexConfig
+    from vidlake.pipeline.index_job import run_index
+    from vidlake.synthetic.corpus import default_specs, write_video
+
+    specs = default_specs()
+    videos = [
+        write_video(specs[i % len(specs)], workdir / "videos" / f"v{i:03d}.mp4").uri
+        for i in range(n_videos)
+    ]
+    config = IndexConfig(
+        sources=tuple(videos),
+        index_uri=str(workdir / "index"),
+        concepts=tuple(CONCEPT_WORDS[:4]),
+        model=model,
+        clip_seconds=4.0,
+        fps=6.0,
+        overlap_s=1.0,
+        num_actors=1,
+        device=device,
+        max_objects=objects,
+    )
+    summary = run_index(config)
+    if summary.n_failed:
+        raise RuntimeError(f"pipeline run failed: {summary.failures}")
+    span = summary.segment_span_s
+    return {
+        "n_videos": summary.n_indexed,
+        "n_clips": summary.n_clips,
+        "n_frames": summary.n_frames,
+        "wall_s": summary.wall_s,
+        "frames_per_s": summary.frames_per_s,
+        "model_s": summary.model_s,
+        "model_busy": summary.model_busy,
+        "segment_phase_busy": summary.model_s / span if span else 0.0,
+    }
 
 
 if __name__ == "__main__":
