@@ -681,13 +681,14 @@ def print_table(rows: list[Row], title: str) -> None:
 
 def render_markdown(rows: list[Row], args: argparse.Namespace, wall_s: float) -> str:
     memory = _load_memory_module()
+    load, ncpu = os.getloadavg()[0], os.cpu_count() or 1
+    busy = ": other jobs shared the machine, so absolute figures carry noise" if load > ncpu else ""
     lines = [
         f"### Index job stages vs their limits (`--size {args.size}`)",
         "",
         f"Machine: {memory.machine_name()}; tiny random SAM 3 on CPU (fp32, 1 torch thread per"
         f" actor); synthetic 160x120 videos. One run, {wall_s:.0f} s, load average at the end"
-        f" {os.getloadavg()[0]:.1f}: the machine was shared with other jobs, so absolute figures"
-        " carry noise; ratios are side by side.",
+        f" {load:.1f} on {ncpu} CPUs{busy}; ratios are measured side by side.",
         "",
         "| section | measure | value | baseline | unit | ratio | target | | note |",
         "|---|---|---:|---:|---|---:|---|---|---|",
