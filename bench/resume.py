@@ -8,15 +8,16 @@ committed, reruns it to completion and reports:
 - clips the killed run segmented and wrote but never committed: rows of `clips` data files no
   table version references (orphans, removed by `vidlake compact --delete-unverified`). Clips
   still inside a segment actor or a write batch at the kill are not counted: at most one
-  write batch (16 clips) per write task plus one clip per actor;
+  write batch (WRITE_CLIPS_PER_BATCH clips) per write task plus one clip per actor;
 - work redone beyond an uninterrupted run: orphaned clips over the corpus's clips (target
   <= 5%), and the wall time of the killed run plus the rerun over the uninterrupted one.
 
-Uses the ground-truth segmenter (`synthetic:color`), so the run is short and bound by the
-pipeline, not the model.
+By default it uses the ground-truth segmenter (`synthetic:color`): the job is then bound by
+the driver's commits, not the model, and written-but-uncommitted work piles up: the worst
+case. `--model tiny` uses the tiny random SAM 3 (bound by the model, as real jobs are).
 
     .venv/bin/python bench/resume.py                      # 24 videos, kills at 25% and 50%
-    .venv/bin/python bench/resume.py --videos 6 --kill-at 0.5
+    .venv/bin/python bench/resume.py --model tiny --videos 24
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import time
 from pathlib import Path
 
 VIDLAKE = str(Path(sys.executable).parent / "vidlake")
-ARGS = ["--concepts", "red square,blue circle,green triangle,yellow star", "--model",
-        "synthetic:color", "--clip-seconds", "2", "--fps", "3", "--overlap", "0.5",
-        "--max-side", "0"]  # fmt: skip
+ARGS = ["--concepts", "red square,blue circle,green triangle,yellow star", "--clip-seconds",
+        "2", "--fps", "3", "--overlap", "0.5", "--max-side", "112"]  # fmt: skip
+MODEL = "synthetic:color"
 
 
-def index_cmd(corpus: Path, index: Path) -> list[str]:
-    return [VIDLAKE, "index", str(corpus), "--index", str(index), *ARGS]
+def index_cmd(corpus: Path, index: Path, model: str) -> list[str]:
+    return [VIDLAKE, "index", str(corpus), "--index", str(index), "--model", model, *ARGS]
 
 
 def make_corpus(folder: Path, n_videos: int) -> None:
@@ -89,19 +90,20 @@ def clips_done(stdout: str) -> int:
     raise RuntimeError(f"no summary line in: {stdout[-500:]}")
 
 
-def timed_run(corpus: Path, index: Path) -> tuple[float, str]:
+def timed_run(corpus: Path, index: Path, model: str) -> tuple[float, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(index_cmd(corpus, index), capture_output=True, text=True, check=False)
+    cmd = index_cmd(corpus, index, model)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"index job failed: {proc.stderr[-2000:]}")
     return time.perf_counter() - t0, proc.stdout
 
 
-def killed_run(corpus: Path, index: Path, kill_after: int) -> tuple[float, int]:
+def killed_run(corpus: Path, index: Path, model: str, kill_after: int) -> tuple[float, int]:
     """Runs the job and SIGKILLs it once KILL_AFTER videos are committed: (seconds, committed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        index_cmd(corpus, index),
+        index_cmd(corpus, index, model),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     while committed_videos(index) < kill_after:
@@ -119,22 +121,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--kill-at", type=float, nargs="+", default=[0.25, 0.5],
                         help="kill when this share of the videos is committed")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--model", default=MODEL, help="a --model spec, or 'tiny'")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="vidlake-resume-"))
+    model = args.model
+    if model == "tiny":
+        from vidlake.model.tiny import build_tiny_sam3
+
+        model = str(build_tiny_sam3(work / "tiny_sam3", seed=0))
     corpus = work / "corpus"
     if not corpus.exists():
         make_corpus(corpus, args.videos)
 
-    ref_s, ref_out = timed_run(corpus, work / "reference")
+    ref_s, ref_out = timed_run(corpus, work / "reference", model)
     total_clips = clips_done(ref_out)
     results = []
     for share in args.kill_at:
         index = work / f"killed_{share:g}"
         shutil.rmtree(index, ignore_errors=True)
         kill_after = max(1, round(share * args.videos))
-        killed_s, committed = killed_run(corpus, index, kill_after)
+        killed_s, committed = killed_run(corpus, index, model, kill_after)
         orphans = orphaned_clip_rows(index)
-        rerun_s, rerun_out = timed_run(corpus, index)
+        rerun_s, rerun_out = timed_run(corpus, index, model)
         results.append(
             {
                 "kill_at_videos": kill_after,
@@ -146,8 +154,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             }
         )
 
-    print(f"\n{platform.machine()}, {os.cpu_count()} cores; {args.videos} videos, "
-          f"{total_clips} clips; uninterrupted run {ref_s:.1f} s")  # fmt: skip
+    print(
+        f"\n{platform.machine()}, {os.cpu_count()} cores; model {args.model}; "
+        f"{args.videos} videos, {total_clips} clips; uninterrupted run {ref_s:.1f} s"
+    )
     print(f"{'kill after':>10} {'committed':>9} {'rerun clips':>11} {'orphaned':>8} "
           f"{'redone':>7} {'wall (killed+rerun)/clean':>26}")  # fmt: skip
     for r in results:

@@ -30,3 +30,8 @@ def bench_pipeline():
 @pytest.fixture(scope="session")
 def bench_memory():
     return _load("memory")
+
+
+@pytest.fixture(scope="session")
+def bench_resume():
+    return _load("resume")

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "sam3_gpu.py"
 
 
-def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys):
+def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
     spec = importlib.util.spec_from_file_location("sam3_gpu", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
 
-    rows = bench.main(["--tiny", "--frames", "2", "--concepts", "1,4", "--repeats", "1"])
+    out_json = tmp_path / "sam3.json"
+    rows = bench.main(
+        ["--tiny", "--frames", "2", "--concepts", "1,4", "--repeats", "1", "--pipeline", "1",
+         "--json", str(out_json)]
+    )  # fmt: skip
 
     assert [r["concepts"] for r in rows] == [1, 4]
     assert all(r["fps"] > 0 and r["seconds"] > 0 for r in rows)
     out = capsys.readouterr().out
     assert "tiny random SAM 3" in out and "frames/s" in out and "command:" in out
+    # The index run with the same model: its time in the model is a share of its wall time.
+    pipeline = json.loads(out_json.read_text())["pipeline"]
+    assert pipeline["n_videos"] == 1 and pipeline["n_frames"] > 0
+    assert 0 < pipeline["model_s"] < pipeline["wall_s"]
+    assert 0 < pipeline["model_busy"] < 1
+    assert "model busy" in out
