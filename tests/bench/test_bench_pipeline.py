@@ -35,7 +35,9 @@ def test_smoke_run_gives_every_stage_row(tmp_path, bench_pipeline):
     assert sections == {"1 efficiency", "2 decode", "3 masks", "4 writes"}
     names = {r.name for r in rows}
     assert "index e2e / segment stage alone" in names
-    assert "decode_clip (decord) / plain decord" in names
+    assert "decode tasks (decord) / plain decord" in names
+    assert "decode tasks (PyAV fallback) / plain PyAV" in names
+    assert "model busy / job wall time x actors" in names
     assert "encode_rles / pycocotools.mask.encode" in names
     assert "write stage / lance.write_dataset" in names
 
