@@ -13,8 +13,8 @@ same inputs, on this machine, in this run:
 4. writes: the write stage (fragments per clip, one commit per video per table) over
    `lance.write_dataset` of the same Arrow batches (>= 0.9); fragments a run leaves.
 5. scaling: 2 segment actors and a 2-node `ray.cluster_utils.Cluster` over 1 actor.
-6. memory: peak RSS of the driver and each actor for a corpus 10x larger (fresh processes,
-   see bench/memory.py): must not grow.
+6. memory: peak private memory (RSS less shared pages) of the driver and each actor for a
+   corpus 10x larger (fresh processes, see bench/memory.py): must not grow.
 
 Run (writes bench/RESULTS.md's pipeline section unless --no-results):
 
@@ -645,11 +645,11 @@ def bench_memory(inputs: dict, size: Size, workdir: Path, max_side: int) -> list
     note = f"{small.frames} vs {large.frames} frames"
     mib = 1024 * 1024
     return [
-        Row("6 memory", "driver peak RSS, 10x / 1x corpus", large.driver / mib,
+        Row("6 memory", "driver peak private memory, 10x / 1x corpus", large.driver / mib,
             small.driver / mib, "MiB", "<= 1.1", note),
-        Row("6 memory", "segment actor peak RSS, 10x / 1x", max(large.actors) / mib,
+        Row("6 memory", "segment actor peak private memory, 10x / 1x", max(large.actors) / mib,
             max(small.actors) / mib, "MiB", "<= 1.1", f"{len(large.actors)} actor(s)"),
-        Row("6 memory", "task workers peak RSS, 10x / 1x", large.task_workers / mib,
+        Row("6 memory", "task workers peak private memory, 10x / 1x", large.task_workers / mib,
             small.task_workers / mib, "MiB", "<= 1.1", "decode/probe/write tasks"),
     ]  # fmt: skip
 
