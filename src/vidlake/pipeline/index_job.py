@@ -170,7 +170,6 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     Per-video failures are rows (status failed), never exceptions; a VidlakeError here means
     the job itself cannot run (bad index URI, bad model, bad options).
     """
-
     progress = progress or (lambda phase, done, total: None)
     started = schema.now_utc()
     t0 = time.perf_counter()

@@ -78,11 +78,11 @@ def probe_and_plan(
 
     A decode task is a run of up to CLIPS_PER_TASK consecutive clips (decoded with one opened
     reader: short runs keep decode parallel within a long video). Each carries the video's
-    probe `info` and `video_n_clips`, so that the driver knows
-    when all of a video's clips are in. A video that cannot be probed or planned comes out as
-    one task with its `error` (and video_n_clips 1): it flows through the later stages as one
-    failed clip. Probing inside the stream lets the segment actors start (and load the model)
-    while the corpus is still being probed.
+    probe `info` and `video_n_clips`, so that the driver knows when all of a video's clips are
+    in. A video that cannot be probed or planned comes out as one task with its `error` (and
+    video_n_clips 1): it flows through the later stages as one failed clip. Probing inside the
+    stream lets the segment actors start (and load the model) while the corpus is still being
+    probed.
     """
     from vidlake.operators.clips import plan_clips
 
