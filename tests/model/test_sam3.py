@@ -83,6 +83,20 @@ def test_same_input_gives_same_masklets_with_no_state_between_calls(
     assert _as_tuples(first) == _as_tuples(again)
 
 
+def test_masks_encoded_on_the_device_are_the_same_masklets(tiny_segmenter, clip_frames, concepts):
+    # The CUDA path (run boundaries found on the device, see encode_rles_tensor) runs on CPU
+    # tensors too: the masklets must be those of the host path, byte for byte.
+    host = tiny_segmenter.segment(clip_frames, concepts)
+    tiny_segmenter.device_rle = True
+    try:
+        drained = tiny_segmenter.drain_s
+        on_device = tiny_segmenter.segment(clip_frames, concepts)
+    finally:
+        tiny_segmenter.device_rle = False
+    assert host and _as_tuples(on_device) == _as_tuples(host)
+    assert tiny_segmenter.drain_s > drained
+
+
 def test_all_concepts_share_one_backbone_pass_per_frame(
     tiny_segmenter, clip_frames, monkeypatch, concepts
 ):

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from vidlake.operators.encode import decode_rle, encode_rle, encode_rles, mask_area
+from vidlake.operators.encode import (
+    decode_rle,
+    encode_rle,
+    encode_rles,
+    encode_rles_tensor,
+    mask_area,
+)
 from vidlake.synthetic.corpus import SyntheticVideo
 
 
@@ -29,3 +35,20 @@ def test_rle_of_non_square_and_empty_masks() -> None:
     empty = encode_rle(np.zeros((4, 5), bool))
     assert mask_area(empty) == 0
     assert encode_rles(np.zeros((0, 4, 5), bool)) == []
+
+
+def test_tensor_rles_are_the_bytes_pycocotools_gives(synthetic_corpus) -> None:
+    import torch
+
+    rng = np.random.default_rng(7)
+    video = synthetic_corpus[2]
+    shapes = np.stack([video.mask(c, 5) for c in video.concepts])
+    noise = rng.random((3, 9, 14)) > 0.5
+    edge = np.zeros((5, 9, 14), bool)
+    edge[1] = True  # all set: counts start with a zero-length run
+    edge[2, 0, 0] = True  # first pixel only
+    edge[3, -1, -1] = True  # last pixel only
+    edge[4, :, 5] = True  # one full column: a single run in column-major order
+    for masks in (shapes, noise, edge, np.ones((2, 1, 1), bool), np.zeros((1, 1, 3), bool)):
+        assert encode_rles_tensor(torch.from_numpy(masks)) == encode_rles(masks)
+    assert encode_rles_tensor(torch.zeros((0, 4, 5), dtype=torch.bool)) == []
