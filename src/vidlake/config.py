@@ -45,6 +45,10 @@ class IndexConfig:
     max_side: int | None = 1008
     address: str | None = None
     num_actors: int | None = None
+    # Segment actors sharing each GPU: transformers' SAM 3 tracks objects one forward pass at a
+    # time, a Python loop that leaves one process's GPU idle ~60% of the time; 3 processes kept
+    # an H200 93% busy (bench/RESULTS.md). Each holds its own model (~3.4 GiB) and clip state.
+    actors_per_gpu: int = 3
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     videos_per_commit: int = 1
@@ -72,6 +76,8 @@ class IndexConfig:
             raise UsageError(f"--max-side must be >= 16, got {self.max_side}")
         if self.num_actors is not None and self.num_actors < 1:
             raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
+        if not 1 <= self.actors_per_gpu <= 16:
+            raise UsageError(f"--actors-per-gpu must be in 1..16, got {self.actors_per_gpu}")
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

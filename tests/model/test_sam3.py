@@ -97,6 +97,44 @@ def test_masks_encoded_on_the_device_are_the_same_masklets(tiny_segmenter, clip_
     assert tiny_segmenter.drain_s > drained
 
 
+@pytest.mark.parametrize("hotstart", [0, 4], ids=["streamed", "hotstart-buffered"])
+def test_outputs_the_tracker_no_longer_reads_are_dropped_with_the_same_masklets(
+    tiny_segmenter, concepts, monkeypatch, hotstart
+):
+    # With a hotstart delay (real checkpoints: 15 frames) outputs come out that many frames
+    # late, so the dropped frame is further behind the tracker; results must not change.
+    model = tiny_segmenter.model
+    for name in ("hotstart_delay", "hotstart_unmatch_thresh", "hotstart_dup_thresh"):
+        monkeypatch.setattr(model, name, hotstart)
+    window = tiny_segmenter.memory_window
+    t, h, w = window + 8, 96, 128
+    frames = np.full((t, h, w, 3), 40, dtype=np.uint8)
+    for i in range(t):
+        frames[i, 10 + i : 40 + i, 10 + 2 * i : 50 + 2 * i] = (220, 30, 30)
+        frames[i, 50:90, 70 - i : 120 - i] = (30, 200, 40)
+    held: list[int] = []  # per frame: the most frames' outputs any object's session keeps
+    drain = tiny_segmenter._drain_frame
+
+    def drain_and_count(session, output, tracks):
+        held.append(max((len(o["non_cond_frame_outputs"])
+                         for o in session.output_dict_per_obj.values()), default=0))  # fmt: skip
+        return drain(session, output, tracks)
+
+    monkeypatch.setattr(tiny_segmenter, "_drain_frame", drain_and_count)
+    tiny_segmenter.forget_old_frames = False
+    try:
+        kept_all = tiny_segmenter.segment(frames, concepts)
+    finally:
+        tiny_segmenter.forget_old_frames = True
+    held_all, held[:] = list(held), []
+    bounded = tiny_segmenter.segment(frames, concepts)
+
+    assert kept_all and _as_tuples(bounded) == _as_tuples(kept_all)
+    assert max(held_all) >= t - hotstart - 1  # without: every frame tracked so far
+    # with: the tracker's window, plus the frames outputs come out late by
+    assert max(held) <= window + hotstart + 1 < max(held_all)
+
+
 def test_all_concepts_share_one_backbone_pass_per_frame(
     tiny_segmenter, clip_frames, monkeypatch, concepts
 ):

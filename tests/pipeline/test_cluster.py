@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vidlake.config import IndexConfig
-from vidlake.pipeline.index_job import run_index
+from vidlake.pipeline.index_job import run_index, segment_actor_resources
 from vidlake.store.tables import IndexStore
 
 CONCEPTS = ("red square", "blue circle", "green triangle", "yellow star")
@@ -109,3 +110,40 @@ def test_cli_address_runs_the_job_on_an_existing_cluster(cluster, synthetic_corp
     assert "indexed 1 videos" in proc.stdout
     # The CLI's driver registered with this cluster's GCS instead of starting its own Ray.
     assert len(ray._private.state.jobs()) == drivers_before + 1
+
+
+def test_segment_actors_share_each_gpu(synthetic_corpus, tmp_path):
+    """--actors-per-gpu 2 on a node declaring one GPU (no real GPU needed: Ray schedules by the
+    declared resource): two segment actors, each holding half of it, index the corpus."""
+    import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
+
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    c.add_node(num_cpus=4, num_gpus=1)
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    try:
+        config = replace(
+            config_for([v.uri for v in synthetic_corpus], str(tmp_path / "idx"), c.address),
+            num_actors=None, actors_per_gpu=2, device="cpu",
+        )  # fmt: skip
+        summary = run_index(config)
+        actors = [a for a in list_actors(detail=True, limit=1000) if "SegmentStage" in a.class_name]
+    finally:
+        ray.shutdown()
+        c.shutdown()
+    assert summary.n_actors == 2
+    assert summary.n_indexed == len(synthetic_corpus) and summary.n_failed == 0
+    assert len(actors) == 2 and len({a.pid for a in actors}) == 2
+    assert all(a.required_resources["GPU"] == 0.5 for a in actors)
+
+
+def test_segment_actor_resources_split_each_gpu_without_oversubscribing_it():
+    assert segment_actor_resources(0, 3) == ({"num_cpus": 0.5}, 1)
+    resources, n_actors = segment_actor_resources(2, 3)
+    assert n_actors == 6 and resources["num_cpus"] == 1
+    assert 3 * resources["num_gpus"] <= 1 and resources["num_gpus"] > 0.333
+    assert segment_actor_resources(4, 1) == ({"num_gpus": 1.0, "num_cpus": 1}, 4)

@@ -45,8 +45,16 @@ def index(
         str | None, typer.Option(help="Ray cluster address; default: an embedded local Ray.")
     ] = None,
     actors: Annotated[
-        int | None, typer.Option(help="Segment actors (default: one per GPU, or 1).")
+        int | None,
+        typer.Option(help="Segment actors (default: --actors-per-gpu per GPU, or 1 without)."),
     ] = None,
+    actors_per_gpu: Annotated[
+        int,
+        typer.Option(
+            help="Segment actors sharing each GPU, each with its own model copy (~3.4 GiB): "
+            "one alone leaves the GPU idle while Python launches SAM 3's per-object kernels."
+        ),
+    ] = 3,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     prune: Annotated[
         bool, typer.Option(help="Delete indexed videos these sources no longer list.")
@@ -95,6 +103,7 @@ def index(
         max_side=max_side or None,
         address=address,
         num_actors=actors,
+        actors_per_gpu=actors_per_gpu,
         device=device,
         storage_options=parse_storage_options(storage_option),
         prune=prune,

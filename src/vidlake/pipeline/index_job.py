@@ -164,6 +164,20 @@ def _cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
+def segment_actor_resources(gpus: int, actors_per_gpu: int) -> tuple[dict, int]:
+    """(Ray resources of one segment actor, default number of actors) for a cluster of GPUS.
+
+    With GPUs: ACTORS_PER_GPU actors per GPU, each a fraction of one, so one actor's Python
+    overhead overlaps another's kernels on the same GPU. Without: one actor on half a CPU (a
+    whole one starves the decode tasks of a 2-core machine).
+    """
+    if gpus:
+        # Rounded down so that ACTORS_PER_GPU fractions never add up to more than one GPU.
+        share = int(10_000 / actors_per_gpu) / 10_000
+        return {"num_gpus": share, "num_cpus": 1}, gpus * actors_per_gpu
+    return {"num_cpus": 0.5}, 1
+
+
 def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSummary:
     """Indexes every video of config.sources into config.index_uri; returns what it did.
 
@@ -246,9 +260,13 @@ def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> N
 
     opts = store.storage_options
     gpus = _cluster_gpus()
-    n_actors = config.num_actors or max(1, gpus)
+    segment_resources, default_actors = segment_actor_resources(gpus, config.actors_per_gpu)
+    n_actors = config.num_actors or default_actors
     summary.n_actors = n_actors
-    segment_resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
+    # On GPUs the default pool fits the cluster as it is: start it whole, so that every GPU
+    # loads its models at once instead of one actor at a time as the queue grows. An explicit
+    # --actors may count on GPUs an autoscaler has yet to add: start one and grow.
+    min_actors = n_actors if gpus and config.num_actors is None else 1
     videos = [{"uri": s.uri, "video_id": s.video_id} for s in todo]
     ds = (
         ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
@@ -280,7 +298,7 @@ def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> N
                 "max_objects": config.max_objects,
                 "storage_options": opts,
             },
-            compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
+            compute=ActorPoolStrategy(min_size=min_actors, max_size=n_actors),
             **segment_resources,
         )
         .map_batches(
