@@ -34,7 +34,7 @@ for step in $steps; do
       # 4 concepts first (the target), 1, 16; host-side RLE at 4; a 3x longer clip (GPU
       # memory against clip length). 60 frames = a default 10 s clip at 6 frames/s.
       timeout "${EAGER_S:-270}" python3 bench/sam3_gpu.py --frames 60 --concepts 4,1,16 \
-          --repeats 2 --compare-host-rle --long-frames 180 --workdir "$WORK" \
+          --repeats 2 --compare-host-rle --long-frames 180 --compare-keep-all --workdir "$WORK" \
           --json "$OUT/eager.json" 2>&1 | tee "$OUT/eager.log"
       timeout "${COMPILE_S:-200}" python3 bench/sam3_gpu.py --frames 60 --concepts 4 \
           --repeats 2 --compile --workdir "$WORK" --json "$OUT/compile.json" 2>&1 \

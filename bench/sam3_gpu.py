@@ -178,10 +178,12 @@ def measure(
     segmenter, frames: np.ndarray, n_concepts: int, repeats: int, busy: GpuBusy, label: str = ""
 ) -> dict:
     """Best-of-repeats frames/s of one clip, its peak GPU memory above the weights (bytes, 0 on
-    CPU), the share of the clip's time spent draining outputs (post-processing, mask encoding),
+    CPU), the most tracker state the session held (bytes of per-frame outputs, any device),
+    the share of the clip's time spent draining outputs (post-processing, mask encoding),
     and the GPU's utilisation over all repeats."""
     import torch
 
+    state = StateMeter(segmenter)
     concepts = CONCEPT_WORDS[:n_concepts]
     cuda = segmenter.device.startswith("cuda")
     calibrate_detections(segmenter, frames[:1], concepts)
@@ -196,7 +198,8 @@ def measure(
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            masklets = segmenter.segment(frames, concepts)
+            with state:
+                masklets = segmenter.segment(frames, concepts)
             if cuda:
                 torch.cuda.synchronize()
                 peak = max(peak, torch.cuda.max_memory_allocated() - weights)
@@ -210,10 +213,40 @@ def measure(
         "fps": len(frames) / best,
         "seconds": best,
         "peak": peak,
+        "state": state.peak,
         "weights": weights,
         "drain_share": (segmenter.drain_s - drain_start) / total,
         "gpu_busy": busy.share,
     }
+
+
+class StateMeter:
+    """While on, the most bytes of per-frame tracker outputs (memory features, masks, pointers)
+    the segmenter's session held after any frame: what grows with a clip's length."""
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter = segmenter
+        self.peak = 0
+
+    def __enter__(self):
+        drain = self.segmenter._drain_frame
+
+        def drain_and_weigh(session, output, tracks):
+            held = 0
+            for outputs in session.output_dict_per_obj.values():
+                for per_frame in outputs.values():
+                    for frame_out in per_frame.values():
+                        for value in frame_out.values():
+                            if hasattr(value, "element_size"):
+                                held += value.numel() * value.element_size()
+            self.peak = max(self.peak, held)
+            return drain(session, output, tracks)
+
+        self.segmenter._drain_frame = drain_and_weigh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.segmenter._drain_frame  # the class's method again
 
 
 def variant_rows(segmenter, frames, args, busy: GpuBusy, on_row) -> list[dict]:
@@ -234,6 +267,10 @@ def variant_rows(segmenter, frames, args, busy: GpuBusy, on_row) -> list[dict]:
     for n_frames in args.long_frames:
         long_clip = synthetic_clip(n_frames, frames.shape[1], frames.shape[2])
         add(measure(segmenter, long_clip, 4, 1, busy))
+        if args.compare_keep_all:
+            segmenter.forget_old_frames = False
+            add(measure(segmenter, long_clip, 4, 1, busy, "all frames"))
+            segmenter.forget_old_frames = True
     return rows
 
 
@@ -242,13 +279,13 @@ def row_line(row: dict, base_fps: float) -> str:
     return (
         f"{row['concepts']:>8} {row['frames']:>6} {row['label']:>10} {row['fps']:>9.2f} "
         f"{row['fps'] / base_fps:>6.2f} {row['seconds']:>7.2f} {row['peak'] / 2**20:>9.0f} "
-        f"{row['drain_share']:>6.0%} {busy:>9} {row['objects']:>7}"
+        f"{row['state'] / 2**20:>9.1f} {row['drain_share']:>6.0%} {busy:>9} {row['objects']:>7}"
     )
 
 
 ROW_HEADER = (
     f"{'concepts':>8} {'frames':>6} {'masks':>10} {'frames/s':>9} {'vs 1':>6} {'s/clip':>7} "
-    f"{'clip MiB':>9} {'drain':>6} {'GPU busy':>9} {'objects':>7}"
+    f"{'clip MiB':>9} {'state MiB':>9} {'drain':>6} {'GPU busy':>9} {'objects':>7}"
 )
 
 
@@ -357,6 +394,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="also time 4 concepts on clips of these lengths (GPU memory against clip length)",
     )  # fmt: skip
     parser.add_argument(
+        "--compare-keep-all", action="store_true",
+        help="with --long-frames, also time those clips keeping every frame's tracker outputs",
+    )  # fmt: skip
+    parser.add_argument(
         "--shared", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
         help="then run 4 concepts in K processes sharing the device, for each K listed",
     )  # fmt: skip
@@ -420,7 +461,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     resident = rows[0]["weights"] / 2**20
     print(
         f"resident on the GPU between clips (weights): {resident:.0f} MiB; 'clip MiB' is the "
-        "peak above that; 'drain' the share of the time spent post-processing and encoding masks"
+        "peak above that; 'state MiB' the most per-frame tracker outputs the session held; 'drain' "
+        "the share of the time spent post-processing and encoding masks"
     )
     print(ROW_HEADER)
     for r in rows:

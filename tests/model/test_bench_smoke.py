@@ -17,11 +17,15 @@ def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
     out_json = tmp_path / "sam3.json"
     rows = bench.main(
         ["--tiny", "--frames", "2", "--concepts", "1,4", "--repeats", "1", "--pipeline", "1",
-         "--json", str(out_json)]
+         "--long-frames", "22", "--compare-keep-all", "--json", str(out_json)]
     )  # fmt: skip
 
-    assert [r["concepts"] for r in rows] == [1, 4]
+    assert [(r["concepts"], r["frames"], r["label"]) for r in rows] == [
+        (1, 2, "host RLE"), (4, 2, "host RLE"), (4, 22, "host RLE"), (4, 22, "all frames")
+    ]  # fmt: skip
     assert all(r["fps"] > 0 and r["seconds"] > 0 for r in rows)
+    # Past the tracker's 16-frame window the session holds less than when it keeps every frame.
+    assert 0 < rows[2]["state"] < rows[3]["state"]
     out = capsys.readouterr().out
     assert "tiny random SAM 3" in out and "frames/s" in out and "command:" in out
     # The index run with the same model: its time in the model is a share of its wall time.
