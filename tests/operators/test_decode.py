@@ -95,6 +95,31 @@ def test_pyav_decoder_goes_forward_through_consecutive_clips(
     np.testing.assert_array_equal(again, fresh[0])
 
 
+def test_pyav_resizes_each_frame_once_as_the_stack_resize_would(
+    synthetic_corpus: list[SyntheticVideo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyAV frames are resized as they are converted (a frame two clips share, once); the
+    # result is what resizing each clip's native frames gives.
+    video = synthetic_corpus[0]
+    specs = _clips(video, clip_seconds=1.0, overlap_s=0.5, fps=8.0)
+    native = [decode_clip(spec, backend="pyav") for spec in specs]
+    resized = []
+    real_resize = decode_module._resize_frame
+
+    def counting_resize(frame, max_side):
+        resized.append(1)
+        return real_resize(frame, max_side)
+
+    monkeypatch.setattr(decode_module, "_resize_frame", counting_resize)
+    with ClipDecoder(video.uri, max_side=80, backend="pyav") as decoder:
+        small = [decoder.decode(spec) for spec in specs]
+    distinct = {int(i) for spec in specs for i in spec.frame_indices}
+    assert len(resized) == len(distinct) < sum(spec.n_frames for spec in specs)
+    for got, frames in zip(small, native, strict=True):
+        assert got.shape == (len(frames), 60, 80, 3)
+        np.testing.assert_array_equal(got, decode_module._resize(frames, 80))
+
+
 def test_falls_back_to_pyav_when_decord_cannot_open(
     synthetic_corpus: list[SyntheticVideo],
     monkeypatch: pytest.MonkeyPatch,

@@ -120,14 +120,13 @@ class ClipDecoder:
         if (indices < 0).any():
             raise VideoError(f"negative frame index in clip {spec.clip_index} of {self.uri}")
 
-        frames = None
         if not self._decord_failed:
             frames = self._decode_decord(indices)
-        if frames is None:
-            if self.backend == "decord":
-                raise VideoError(f"decord cannot decode clip {spec.clip_index} of {self.uri}")
-            frames = self._decode_pyav(indices)
-        return _resize(frames, self.max_side)
+            if frames is not None:
+                return _resize(frames, self.max_side)
+        if self.backend == "decord":
+            raise VideoError(f"decord cannot decode clip {spec.clip_index} of {self.uri}")
+        return self._decode_pyav(indices)  # resized frame by frame as they are converted
 
     def close(self) -> None:
         """Releases the readers and the file they read."""
@@ -201,7 +200,7 @@ class ClipDecoder:
             raise VideoError(f"no decodable frame from index {int(indices.min())} of {self.uri}")
         wanted = _clamp_tail(indices, cursor.last_seen + 1, self.uri)
         if cursor.last_seen in wanted and cursor.last_seen not in got:
-            got[cursor.last_seen] = cursor.last_frame.to_ndarray(format="rgb24")  # tail repeat
+            got[cursor.last_seen] = cursor.convert(cursor.last_frame)  # tail repeat
         missing = sorted(set(wanted.tolist()) - set(got))
         if missing:
             raise VideoError(
@@ -219,12 +218,16 @@ class ClipDecoder:
         rate = stream.average_rate or stream.base_rate or stream.guessed_rate
         if not rate:
             raise VideoError(f"no frame rate recorded for the video stream of {self.uri}")
-        cursor = _PyAVCursor(container, stream, float(rate), seek)
+        cursor = _PyAVCursor(container, stream, float(rate), seek, self._convert)
         if seek:
             # backward=True lands on the keyframe at or before the target; decoding goes forward.
             target = int(first / cursor.fps / stream.time_base) + cursor.start_pts
             container.seek(target, stream=stream, backward=True, any_frame=False)
         return cursor
+
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of a decoded frame, resized to max_side."""
+        return _resize_frame(frame.to_ndarray(format="rgb24"), self.max_side)
 
     def _open_pyav(self) -> av.container.InputContainer:
         if self._container is None:
@@ -259,13 +262,15 @@ class _PyAVCursor:
     Consecutive clips (overlapping or not) are decoded by going on from where the previous
     clip stopped, not by seeking back to a keyframe for each: the overlap's frames are kept
     from the previous clip. Frames map to indices by their timestamps (by decode order when a
-    pass from the start has none).
+    pass from the start has none). CONVERT makes a wanted frame the array a clip holds (RGB,
+    resized), once per frame: frames shared by two clips are converted once.
     """
 
-    def __init__(self, container, stream, fps: float, seek: bool) -> None:
+    def __init__(self, container, stream, fps: float, seek: bool, convert) -> None:
         self.frames = container.decode(stream)
         self.fps = fps
-        self.time_base = stream.time_base
+        self.convert = convert
+        self.time_base = float(stream.time_base)
         self.start_pts = stream.start_time or 0
         self.seek = seek
         self.counted = -1
@@ -302,7 +307,7 @@ class _PyAVCursor:
             if index > self.last_seen:
                 self.last_seen, self.last_frame = index, frame
             if index in wanted:
-                got[index] = frame.to_ndarray(format="rgb24")
+                got[index] = self.convert(frame)
         else:
             self.exhausted = True
         self.recent = got
@@ -314,8 +319,7 @@ class _PyAVCursor:
         for frame in self.frames:
             self.counted += 1
             if frame.pts is not None:
-                pts_s = float((frame.pts - self.start_pts) * self.time_base)
-                yield int(round(pts_s * self.fps)), frame
+                yield int(round((frame.pts - self.start_pts) * self.time_base * self.fps)), frame
             elif not self.seek:
                 yield self.counted, frame  # no timestamps: frame order from the start
             else:
@@ -349,16 +353,19 @@ def _clamp_tail(indices: np.ndarray, n_available: int, uri: str) -> np.ndarray:
 
 def _resize(frames: np.ndarray, max_side: int | None) -> np.ndarray:
     """frames (T, H, W, 3) uint8 scaled so max(H, W) <= max_side (bilinear), aspect kept."""
-    if max_side is None:
+    if max_side is None or max_side >= max(frames.shape[1:3]):
         return np.ascontiguousarray(frames)
-    _, h, w, _ = frames.shape
+    return np.stack([_resize_frame(f, max_side) for f in frames])
+
+
+def _resize_frame(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """One (H, W, 3) uint8 frame scaled so max(H, W) <= max_side (bilinear), aspect kept."""
+    h, w, _ = frame.shape
+    if max_side is None or max_side >= max(h, w):
+        return frame
     scale = max_side / max(h, w)
-    if scale >= 1:
-        return np.ascontiguousarray(frames)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack(
-        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) for f in frames]
-    )
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
 
 
 def _first_line(error: BaseException) -> str:
