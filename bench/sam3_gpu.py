@@ -376,6 +376,11 @@ def device_name(device: str) -> str:
     return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores{mem})"
 
 
+def int_list(value: str) -> list[int]:
+    """ "16,64" -> [16, 64] (an argparse type)."""
+    return [int(x) for x in value.split(",") if x]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="on CUDA, also time 4 concepts with masks encoded on the host (pycocotools)",
     )  # fmt: skip
     parser.add_argument(
-        "--long-frames", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+        "--long-frames", type=int_list, default=[],
         help="also time 4 concepts on clips of these lengths (GPU memory against clip length)",
     )  # fmt: skip
     parser.add_argument(
@@ -398,7 +403,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="with --long-frames, also time those clips keeping every frame's tracker outputs",
     )  # fmt: skip
     parser.add_argument(
-        "--shared", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+        "--shared", type=int_list, default=[],
         help="then run 4 concepts in K processes sharing the device, for each K listed",
     )  # fmt: skip
     parser.add_argument("--shared-clips", type=int, default=2, help="clips per process")
