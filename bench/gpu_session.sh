@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The SAM 3 GPU figures of bench/RESULTS.md in one call on a lent GPU machine (the `device`
 # tool runs it in the repository root, with $OUT for the files that come back):
-#   bash bench/gpu_session.sh [figures] [profile] [shared]     (default: all three)
-# figures: sam3_gpu.py's table (eager at 4/1/16 concepts, host-side RLE, a longer clip; then
-#          torch.compile at 4 concepts); profile: sam3_profile.py (where a clip's time goes);
-# shared:  K processes sharing the GPU (K segment actors per GPU).
+#   bash bench/gpu_session.sh [figures] [concepts16] [memory] [compile] [profile] [shared]
+# (default: figures memory shared). figures: sam3_gpu.py at 4 and 1 concepts, batched tracker,
+# host-side RLE; concepts16; memory: a 16 vs 64-frame clip, with and without dropping old
+# tracker outputs; compile: torch.compile of the vision encoder; profile: sam3_profile.py
+# (where a clip's time goes); shared: K processes sharing the GPU (K segment actors per GPU).
 #
 # That machine has torch and transformers but none of this project's other dependencies, and
 # nothing can be installed from a registry there: the wheels travel in .whl (transformers of
@@ -27,17 +28,29 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 transformers.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 
 WORK=/tmp/sam3-full  # the full-size random model, built once, loaded by every run
-steps=${*:-figures profile shared}
+# Each step loads the model (~20 s) and runs 1-3 minutes on an H200; pick what fits the lease.
+steps=${*:-figures memory shared}
 for step in $steps; do
   case $step in
     figures)
-      # 4 concepts first (the target), 1, 16; host-side RLE at 4; a 3x longer clip (GPU
-      # memory against clip length). 60 frames = a default 10 s clip at 6 frames/s.
-      timeout "${EAGER_S:-270}" python3 bench/sam3_gpu.py --frames 60 --concepts 4,1,16 \
-          --repeats 2 --compare-host-rle --long-frames 180 --compare-keep-all --workdir "$WORK" \
-          --json "$OUT/eager.json" 2>&1 | tee "$OUT/eager.log"
+      # 4 concepts (the target), 1; then at 4 concepts objects batched through the tracker
+      # and masks encoded on the host. 60 frames = a default 10 s clip at 6 frames/s.
+      timeout "${FIGURES_S:-240}" python3 bench/sam3_gpu.py --frames 60 --concepts 4,1 \
+          --repeats 1 --compare-batched --compare-host-rle --workdir "$WORK" \
+          --json "$OUT/figures.json" 2>&1 | tee "$OUT/figures.log" ;;
+    concepts16)
+      timeout "${CONCEPTS16_S:-200}" python3 bench/sam3_gpu.py --frames 60 --concepts 16 \
+          --repeats 1 --workdir "$WORK" --json "$OUT/concepts16.json" 2>&1 \
+          | tee "$OUT/concepts16.log" ;;
+    memory)
+      # GPU memory against clip length, with and without dropping outputs the tracker no
+      # longer reads.
+      timeout "${MEMORY_S:-200}" python3 bench/sam3_gpu.py --frames 16 --concepts 4 \
+          --repeats 1 --long-frames 64 --compare-keep-all --workdir "$WORK" \
+          --json "$OUT/memory.json" 2>&1 | tee "$OUT/memory.log" ;;
+    compile)
       timeout "${COMPILE_S:-200}" python3 bench/sam3_gpu.py --frames 60 --concepts 4 \
-          --repeats 2 --compile --workdir "$WORK" --json "$OUT/compile.json" 2>&1 \
+          --repeats 1 --compile --workdir "$WORK" --json "$OUT/compile.json" 2>&1 \
           | tee "$OUT/compile.log" ;;
     profile)
       timeout "${PROFILE_S:-130}" python3 bench/sam3_profile.py --frames 16 --concepts 4 \
@@ -48,5 +61,6 @@ for step in $steps; do
       timeout "${SHARED_S:-190}" python3 bench/sam3_gpu.py --frames 16 --concepts 4 \
           --repeats 1 --shared 1,2,3 --shared-clips 2 --workdir "$WORK" \
           --json "$OUT/shared.json" 2>&1 | tee "$OUT/shared.log" ;;
+    *) echo "unknown step $step (figures concepts16 memory compile profile shared)"; exit 2 ;;
   esac
 done

@@ -251,7 +251,8 @@ class StateMeter:
 
 def variant_rows(segmenter, frames, args, busy: GpuBusy, on_row) -> list[dict]:
     """The table's rows, each passed to ON_ROW as it is measured: each concept count, then at
-    4 concepts the host-RLE path (on CUDA) and longer clips (GPU memory against clip length)."""
+    4 concepts objects batched through the tracker, the host-RLE path (on CUDA) and longer
+    clips (GPU memory against clip length)."""
     rows: list[dict] = []
 
     def add(row: dict) -> None:
@@ -260,6 +261,11 @@ def variant_rows(segmenter, frames, args, busy: GpuBusy, on_row) -> list[dict]:
 
     for n in args.concepts.split(","):
         add(measure(segmenter, frames, int(n), args.repeats, busy))
+    if args.compare_batched:
+        from vidlake.model.batched_tracker import batched_tracking
+
+        with batched_tracking(segmenter.model):
+            add(measure(segmenter, frames, 4, args.repeats, busy, "batched"))
     if args.compare_host_rle and segmenter.device_rle:
         segmenter.device_rle = False
         add(measure(segmenter, frames, 4, args.repeats, busy, "host RLE"))
@@ -397,6 +403,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--long-frames", type=int_list, default=[],
         help="also time 4 concepts on clips of these lengths (GPU memory against clip length)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare-batched", action="store_true",
+        help="also time 4 concepts with objects batched through the tracker (--batch-objects)",
     )  # fmt: skip
     parser.add_argument(
         "--compare-keep-all", action="store_true",

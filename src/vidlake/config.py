@@ -49,6 +49,9 @@ class IndexConfig:
     # time, a Python loop that leaves one process's GPU idle ~60% of the time; 3 processes kept
     # an H200 93% busy (bench/RESULTS.md). Each holds its own model (~3.4 GiB) and clip state.
     actors_per_gpu: int = 3
+    # SAM 3: alike tracked objects through the tracker in one batched pass per frame (faster;
+    # not bit-identical to transformers' per-object passes, see Sam3Segmenter).
+    batch_objects: bool = False
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     videos_per_commit: int = 1
@@ -76,6 +79,11 @@ class IndexConfig:
             raise UsageError(f"--max-side must be >= 16, got {self.max_side}")
         if self.num_actors is not None and self.num_actors < 1:
             raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
+        if self.batch_objects:
+            from vidlake.model import is_sam3
+
+            if not is_sam3(self.model):
+                raise UsageError(f"--batch-objects needs a SAM 3 model, not {self.model!r}")
         if not 1 <= self.actors_per_gpu <= 16:
             raise UsageError(f"--actors-per-gpu must be in 1..16, got {self.actors_per_gpu}")
 

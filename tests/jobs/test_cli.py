@@ -92,6 +92,11 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
         vidlake("index", video, "--index", idx, "--concepts", "dog", "--actors-per-gpu", "0"),
         "--actors-per-gpu",
     )
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, "--concepts", "dog", "--model", "synthetic:color",
+                "--batch-objects"),
+        "--batch-objects", "synthetic:color",
+    )  # fmt: skip
     bad_opt = vidlake("index", video, "--index", idx, "--concepts", "dog", "--clip-seconds", "x")
     assert bad_opt.returncode == 2 and "Traceback" not in bad_opt.stderr
 

@@ -55,6 +55,13 @@ def index(
             "one alone leaves the GPU idle while Python launches SAM 3's per-object kernels."
         ),
     ] = 3,
+    batch_objects: Annotated[
+        bool,
+        typer.Option(
+            help="SAM 3: track alike objects in one batched pass per frame instead of one pass "
+            "per object (faster; masks equal to float rounding, not bit for bit)."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     prune: Annotated[
         bool, typer.Option(help="Delete indexed videos these sources no longer list.")
@@ -104,6 +111,7 @@ def index(
         address=address,
         num_actors=actors,
         actors_per_gpu=actors_per_gpu,
+        batch_objects=batch_objects,
         device=device,
         storage_options=parse_storage_options(storage_option),
         prune=prune,

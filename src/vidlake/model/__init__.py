@@ -24,6 +24,7 @@ __all__ = [
     "ConceptSegmenter",
     "check_model",
     "check_prompts",
+    "is_sam3",
     "load_segmenter",
     "resolve_checkpoint",
 ]
@@ -46,12 +47,17 @@ def load_segmenter(
         from vidlake.synthetic.segmenter import ColorSegmenter
 
         return ColorSegmenter(**kwargs)
-    if ":" in spec and "://" not in spec:
+    if not is_sam3(spec):
         return _load_plugin(spec, device, **kwargs)
 
     from vidlake.model.sam3 import Sam3Segmenter
 
     return Sam3Segmenter(spec, device=device, **kwargs)
+
+
+def is_sam3(spec: str) -> bool:
+    """Whether SPEC names a SAM 3 checkpoint (hub id, folder, URI), not a built-in or plug-in."""
+    return spec != SYNTHETIC_COLOR and not (":" in spec and "://" not in spec)
 
 
 def check_model(spec: str = DEFAULT_MODEL, **kwargs: Any) -> None:

@@ -81,6 +81,10 @@ class Sam3Segmenter:
     the forward passes run under bf16 autocast.
     compile: wrap the detector's vision encoder (most of the FLOPs, fixed input shape) in
     `torch.compile`; worth it for long jobs on GPU, not for tests.
+    batch_objects: run alike tracked objects through the tracker in one batched pass per frame
+    (`vidlake.model.batched_tracker`) instead of transformers' one pass per object. Faster;
+    the same tracks, but not bit for bit the reference's masks (float rounding of batched
+    matrix products; a mask pixel at a logit of ~0 may flip), so off by default.
 
     On CUDA masks are run-length encoded on the GPU (`encode_rles_tensor`; `device_rle`), so
     only run boundaries cross to the host; on CPU pycocotools encodes them. `drain_s` counts
@@ -100,6 +104,7 @@ class Sam3Segmenter:
         compile: bool = False,
         cache_dir: str | None = None,
         storage_options: dict | None = None,
+        batch_objects: bool = False,
     ) -> None:
         import torch
         from transformers import Sam3VideoModel, Sam3VideoProcessor
@@ -120,6 +125,10 @@ class Sam3Segmenter:
         tracker = self.model.tracker_model.config
         self.memory_window = max(tracker.num_maskmem, tracker.max_object_pointers_in_encoder)
         self.forget_old_frames = True
+        if batch_objects:
+            from vidlake.model.batched_tracker import enable_batched_tracking
+
+            enable_batched_tracking(self.model)
         if compile:
             encoder = self.model.detector_model.vision_encoder
             self.model.detector_model.vision_encoder = torch.compile(encoder)

@@ -297,6 +297,7 @@ def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> N
                 "prompts": config.prompts,
                 "max_objects": config.max_objects,
                 "storage_options": opts,
+                "batch_objects": config.batch_objects,
             },
             compute=ActorPoolStrategy(min_size=min_actors, max_size=n_actors),
             **segment_resources,

@@ -187,12 +187,14 @@ class SegmentStage:
         prompts: tuple = (),
         max_objects: int | None = None,
         storage_options: dict | None = None,
+        batch_objects: bool = False,
     ):
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
 
-        self.segmenter = load_segmenter(model, device=device)
+        options = {"batch_objects": True} if batch_objects else {}  # SAM 3 only (IndexConfig)
+        self.segmenter = load_segmenter(model, device=device, **options)
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
         self.max_objects = max_objects
