@@ -29,8 +29,21 @@ def ray_local():
     ray.shutdown()
 
 
+PRELOADS: list[float] = []  # when the job started loading the text encoder (epoch seconds)
+
+
 @pytest.fixture(scope="module")
 def indexed(ray_local, synthetic_corpus, tmp_path_factory):
+    import time
+
+    import vidlake.query.text
+
+    preload = vidlake.query.text.preload_text_encoder
+
+    def recorded():
+        PRELOADS.append(time.time())
+        return preload()
+
     index_uri = str(tmp_path_factory.mktemp("index") / "idx")
     config = IndexConfig(
         sources=tuple(v.uri for v in synthetic_corpus),
@@ -42,8 +55,17 @@ def indexed(ray_local, synthetic_corpus, tmp_path_factory):
         overlap_s=0.5,
         max_side=None,
     )
-    summary = run_index(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vidlake.query.text, "preload_text_encoder", recorded)
+        summary = run_index(config)
     return config, summary
+
+
+def test_text_encoder_loads_once_the_first_clip_is_back(indexed):
+    # Not at the start, where on a small machine it slowed the segment actors' start.
+    _, summary = indexed
+    assert len(PRELOADS) == 1
+    assert summary.model_first_start < PRELOADS[0]
 
 
 def test_every_video_indexed_with_rows_in_every_table(indexed, synthetic_corpus):

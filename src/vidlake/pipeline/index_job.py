@@ -230,14 +230,14 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     if todo:
         from vidlake.query.indexes import needs_embeddings
 
+        on_first_clip = None
         if needs_embeddings(store, list(config.vocabulary)):
-            # The index refresh at the end embeds new concepts: load the text encoder while
-            # the cluster probes and loads the segmenter, not after the last clip.
-            from vidlake.query.text import preload_text_encoder
-
-            preload_text_encoder()
+            # The index refresh at the end embeds new concepts: load the text encoder in the
+            # background once the first clip is back, not after the last one; not sooner, as
+            # on a small machine its loading slowed the segment actors' start (2.8 s of 8).
+            from vidlake.query.text import preload_text_encoder as on_first_clip
         init_ray(config.address)
-        _segment_and_commit(config, store, todo, summary, failed_row, progress)
+        _segment_and_commit(config, store, todo, summary, failed_row, progress, on_first_clip)
 
     store.compact_if_fragmented()
     from vidlake.query.indexes import refresh_indexes
@@ -248,9 +248,11 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     return summary
 
 
-def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> None:
+def _segment_and_commit(
+    config, store, todo, summary, failed_row, progress, on_first_clip=None
+) -> None:
     """Streams videos through probe → decode → segment → write, committing each video when
-    all its clips are in.
+    all its clips are in; calls ON_FIRST_CLIP when the first clip is back.
 
     Probing is the stream's first stage, so segment actors start and load the model while the
     corpus is probed, and the first clips reach the model before the last video is probed.
@@ -334,6 +336,9 @@ def _segment_and_commit(config, store, todo, summary, failed_row, progress) -> N
         pending_rows.clear()
 
     for row in ds.iter_rows():
+        if on_first_clip is not None:
+            on_first_clip()
+            on_first_clip = None
         vid = row["video_id"]
         arrived[vid].append(row)
         summary.add_model_time(row["model_start"], row["model_s"])
