@@ -30,6 +30,7 @@ masklets returned (highest scores kept), so a clip never yields more than the ca
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -276,8 +277,6 @@ class Sam3Segmenter:
 
     def _drain_frame(self, session, output, tracks: dict[int, _Track]) -> None:
         """Post-process one frame's model output and append its objects to tracks as RLEs."""
-        import time
-
         start = time.perf_counter()
         self._drain_objects(session, output, tracks)
         self.drain_s += time.perf_counter() - start
