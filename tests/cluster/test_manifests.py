@@ -13,7 +13,7 @@ import ray
 import typer
 import yaml
 
-from vidlake.config import parse_concepts
+from vidlake.config import IndexConfig, parse_concepts
 from vidlake.jobs.cli import _register_commands, app
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
@@ -26,7 +26,9 @@ KUBE_FILES = [
 ]
 # What one segment actor takes on a GPU node (pipeline/index_job.py): 1 GPU and 1 CPU; decode
 # tasks take 1 CPU each, and a GPU needs at least one decoding beside it.
-ACTOR_CPUS, DECODE_CPUS_MIN = 1, 1
+# Per GPU: --actors-per-gpu segment actors of 1 CPU each, and at least one decode core.
+ACTOR_CPUS = IndexConfig.__dataclass_fields__["actors_per_gpu"].default
+DECODE_CPUS_MIN = 1
 
 
 def load(name: str) -> dict:
@@ -109,6 +111,8 @@ def test_entrypoints_parse_with_the_cli_and_join_the_cluster(manifest):
     assert names[0] == "index"
     params = commands[0][1]
     assert params["address"] == "auto"  # joins the cluster the job was submitted to
+    # GPU-sized actors even when the autoscaler has no GPU worker up yet
+    assert params["device"] == "cuda"
     assert all(s.startswith("s3://") for s in params["sources"])
     assert params["index_uri"].startswith("s3://")
     assert parse_concepts(params["concepts"])

@@ -97,6 +97,12 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
                 "--batch-objects"),
         "--batch-objects", "synthetic:color",
     )  # fmt: skip
+    # No GPU here: a GPU-sized segment actor on the embedded Ray would wait forever.
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, "--concepts", "dog", "--model", "synthetic:color",
+                "--device", "cuda"),
+        "'cuda'", "not available",
+    )  # fmt: skip
     bad_opt = vidlake("index", video, "--index", idx, "--concepts", "dog", "--clip-seconds", "x")
     assert bad_opt.returncode == 2 and "Traceback" not in bad_opt.stderr
 

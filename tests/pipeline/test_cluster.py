@@ -147,3 +147,7 @@ def test_segment_actor_resources_split_each_gpu_without_oversubscribing_it():
     assert n_actors == 6 and resources["num_cpus"] == 1
     assert 3 * resources["num_gpus"] <= 1 and resources["num_gpus"] > 0.333
     assert segment_actor_resources(4, 1) == ({"num_gpus": 1.0, "num_cpus": 1}, 4)
+    # --device cuda on a cluster without GPUs yet (an autoscaler adds them): GPU-sized actors,
+    # which is what makes the autoscaler add a GPU node.
+    resources, n_actors = segment_actor_resources(0, 2, want_gpus=True)
+    assert resources == {"num_gpus": 0.5, "num_cpus": 1} and n_actors == 2

@@ -164,17 +164,20 @@ def _cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def segment_actor_resources(gpus: int, actors_per_gpu: int) -> tuple[dict, int]:
+def segment_actor_resources(
+    gpus: int, actors_per_gpu: int, want_gpus: bool = False
+) -> tuple[dict, int]:
     """(Ray resources of one segment actor, default number of actors) for a cluster of GPUS.
 
-    With GPUs: ACTORS_PER_GPU actors per GPU, each a fraction of one, so one actor's Python
+    With GPUs (or WANT_GPUS, `--device cuda`, on a cluster whose autoscaler has yet to add
+    them): ACTORS_PER_GPU actors per GPU, each a fraction of one, so one actor's Python
     overhead overlaps another's kernels on the same GPU. Without: one actor on half a CPU (a
     whole one starves the decode tasks of a 2-core machine).
     """
-    if gpus:
+    if gpus or want_gpus:
         # Rounded down so that ACTORS_PER_GPU fractions never add up to more than one GPU.
         share = int(10_000 / actors_per_gpu) / 10_000
-        return {"num_gpus": share, "num_cpus": 1}, gpus * actors_per_gpu
+        return {"num_gpus": share, "num_cpus": 1}, max(1, gpus) * actors_per_gpu
     return {"num_cpus": 0.5}, 1
 
 
@@ -196,6 +199,10 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
     # A bad --model or prompt is a usage error before any work starts.
     check_model(config.model)
+    if config.address is None and config.device.startswith("cuda"):
+        from vidlake.model.sam3 import resolve_device
+
+        resolve_device(config.device)  # this machine's embedded Ray has only its own GPUs
     check_prompts(config)
     preflight(config.index_uri, config.sources, opts)  # endpoint, credentials, buckets
     sources, missing = list_sources(config)
@@ -262,7 +269,11 @@ def _segment_and_commit(
 
     opts = store.storage_options
     gpus = _cluster_gpus()
-    segment_resources, default_actors = segment_actor_resources(gpus, config.actors_per_gpu)
+    # A GPU-less cluster with --device cuda is one an autoscaler will give GPUs: ask for them
+    # (a CPU-sized actor would never trigger a GPU node, and Ray would hide its GPU anyway).
+    segment_resources, default_actors = segment_actor_resources(
+        gpus, config.actors_per_gpu, want_gpus=config.device.startswith("cuda")
+    )
     n_actors = config.num_actors or default_actors
     summary.n_actors = n_actors
     # On GPUs the default pool fits the cluster as it is: start it whole, so that every GPU
