@@ -62,7 +62,13 @@ def index(
             "per object (faster; masks equal to float rounding, not bit for bit)."
         ),
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto, cpu or cuda. cuda on a Ray cluster without GPUs up yet still asks for "
+            "them (an autoscaler adds GPU nodes)."
+        ),
+    ] = "auto",
     prune: Annotated[
         bool, typer.Option(help="Delete indexed videos these sources no longer list.")
     ] = False,
