@@ -262,10 +262,15 @@ def variant_rows(segmenter, frames, args, busy: GpuBusy, on_row) -> list[dict]:
     for n in args.concepts.split(","):
         add(measure(segmenter, frames, int(n), args.repeats, busy))
     if args.compare_batched:
+        from vidlake.model.batched_detector import batched_detection
         from vidlake.model.batched_tracker import batched_tracking
 
         with batched_tracking(segmenter.model):
-            add(measure(segmenter, frames, 4, args.repeats, busy, "batched"))
+            add(measure(segmenter, frames, 4, args.repeats, busy, "objects"))
+        with batched_detection(segmenter.model):
+            add(measure(segmenter, frames, 4, args.repeats, busy, "concepts"))
+            with batched_tracking(segmenter.model):
+                add(measure(segmenter, frames, 4, args.repeats, busy, "both"))
     if args.compare_host_rle and segmenter.device_rle:
         segmenter.device_rle = False
         add(measure(segmenter, frames, 4, args.repeats, busy, "host RLE"))
@@ -290,7 +295,7 @@ def row_line(row: dict, base_fps: float) -> str:
 
 
 ROW_HEADER = (
-    f"{'concepts':>8} {'frames':>6} {'masks':>10} {'frames/s':>9} {'vs 1':>6} {'s/clip':>7} "
+    f"{'concepts':>8} {'frames':>6} {'variant':>10} {'frames/s':>9} {'vs 1':>6} {'s/clip':>7} "
     f"{'clip MiB':>9} {'state MiB':>9} {'drain':>6} {'GPU busy':>9} {'objects':>7}"
 )
 
@@ -406,7 +411,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )  # fmt: skip
     parser.add_argument(
         "--compare-batched", action="store_true",
-        help="also time 4 concepts with objects batched through the tracker (--batch-objects)",
+        help="also time 4 concepts batched: objects through the tracker (--batch-objects), "
+        "concepts through the detector (--batch-concepts), both",
     )  # fmt: skip
     parser.add_argument(
         "--compare-keep-all", action="store_true",

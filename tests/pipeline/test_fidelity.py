@@ -130,12 +130,14 @@ def test_stored_masklets_equal_the_reference_for_every_clip(indexed, tiny_sam3_d
     assert compared_frames > 50
 
 
-def test_objects_batched_through_the_tracker_give_the_reference_tracks(
+def test_objects_and_concepts_batched_give_the_reference_tracks(
     ray_local, synthetic_corpus, tiny_sam3_dir, tmp_path
 ):
-    # --batch-objects: the same objects on the same frames; masks and boxes equal to float
-    # rounding (batched matrix products sum in another order), not bit for bit.
-    config = _index(synthetic_corpus, tiny_sam3_dir, tmp_path, batch_objects=True)
+    # --batch-objects --batch-concepts: the same objects on the same frames; masks and boxes
+    # equal to float rounding (batched matrix products sum in another order), not bit for bit.
+    config = _index(
+        synthetic_corpus, tiny_sam3_dir, tmp_path, batch_objects=True, batch_concepts=True
+    )
     compared_frames = 0
     for clip_id, stored, expected in _stored_and_expected(config, tiny_sam3_dir):
         assert set(stored) == set(expected), clip_id

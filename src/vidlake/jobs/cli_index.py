@@ -62,6 +62,13 @@ def index(
             "per object (faster; masks equal to float rounding, not bit for bit)."
         ),
     ] = False,
+    batch_concepts: Annotated[
+        bool,
+        typer.Option(
+            help="SAM 3: run the detector once per frame for all concepts instead of once per "
+            "concept (faster; equal to float rounding, not bit for bit)."
+        ),
+    ] = False,
     device: Annotated[
         str,
         typer.Option(
@@ -118,6 +125,7 @@ def index(
         num_actors=actors,
         actors_per_gpu=actors_per_gpu,
         batch_objects=batch_objects,
+        batch_concepts=batch_concepts,
         device=device,
         storage_options=parse_storage_options(storage_option),
         prune=prune,

@@ -86,6 +86,9 @@ class Sam3Segmenter:
     (`vidlake.model.batched_tracker`) instead of transformers' one pass per object. Faster;
     the same tracks, but not bit for bit the reference's masks (float rounding of batched
     matrix products; a mask pixel at a logit of ~0 may flip), so off by default.
+    batch_concepts: run the detector once per frame for all text prompts (and once per group
+    of alike exemplar prompts) instead of once per prompt (`vidlake.model.batched_detector`);
+    per-prompt NMS and thresholds unchanged. Same caveat: equal to float rounding.
 
     On CUDA masks are run-length encoded on the GPU (`encode_rles_tensor`; `device_rle`), so
     only run boundaries cross to the host; on CPU pycocotools encodes them. `drain_s` counts
@@ -106,6 +109,7 @@ class Sam3Segmenter:
         cache_dir: str | None = None,
         storage_options: dict | None = None,
         batch_objects: bool = False,
+        batch_concepts: bool = False,
     ) -> None:
         import torch
         from transformers import Sam3VideoModel, Sam3VideoProcessor
@@ -130,6 +134,10 @@ class Sam3Segmenter:
             from vidlake.model.batched_tracker import enable_batched_tracking
 
             enable_batched_tracking(self.model)
+        if batch_concepts:
+            from vidlake.model.batched_detector import enable_batched_detection
+
+            enable_batched_detection(self.model)
         if compile:
             encoder = self.model.detector_model.vision_encoder
             self.model.detector_model.vision_encoder = torch.compile(encoder)

@@ -311,6 +311,7 @@ def _segment_and_commit(
                 "max_objects": config.max_objects,
                 "storage_options": opts,
                 "batch_objects": config.batch_objects,
+                "batch_concepts": config.batch_concepts,
             },
             compute=ActorPoolStrategy(min_size=min_actors, max_size=n_actors),
             **segment_resources,

@@ -188,12 +188,15 @@ class SegmentStage:
         max_objects: int | None = None,
         storage_options: dict | None = None,
         batch_objects: bool = False,
+        batch_concepts: bool = False,
     ):
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
 
-        options = {"batch_objects": True} if batch_objects else {}  # SAM 3 only (IndexConfig)
+        # SAM 3 only (IndexConfig checks), so passed only when asked for
+        options = {k: True for k, on in (("batch_objects", batch_objects),
+                                         ("batch_concepts", batch_concepts)) if on}  # fmt: skip
         self.segmenter = load_segmenter(model, device=device, **options)
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
