@@ -68,7 +68,7 @@ def check_model(spec: str = DEFAULT_MODEL, **kwargs: Any) -> None:
     """
     if spec == SYNTHETIC_COLOR:
         return
-    if ":" in spec and "://" not in spec:
+    if not is_sam3(spec):
         _plugin_class(spec)
         return
     from vidlake.model.checkpoint import check_checkpoint_config

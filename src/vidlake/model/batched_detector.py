@@ -40,7 +40,6 @@ per-prompt path instead.
 from __future__ import annotations
 
 import contextlib
-import types
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +54,8 @@ from transformers.models.sam3.modeling_sam3 import (
     Sam3VisionEncoderOutput,
 )
 from transformers.models.sam3_video import modeling_sam3_video
+
+from vidlake.model.overrides import overridden, override, restore
 
 
 @dataclass
@@ -93,29 +94,24 @@ def enable_batched_detection(
             self, inference_session, vision_embeds, min_group=min_group, stats=stats
         )
 
-    model.run_detection = types.MethodType(run_detection, model)
+    override(model, "run_detection", run_detection)
     return stats
 
 
 def disable_batched_detection(model: Any) -> None:
     """Back to upstream's per-prompt `run_detection` for this instance."""
     _check(model)
-    model.__dict__.pop("run_detection", None)
+    restore(model, "run_detection")
 
 
 @contextlib.contextmanager
 def batched_detection(model: Any, min_group: int = 2) -> Iterator[DetectorCalls]:
     """`with batched_detection(segmenter.model) as stats:` batched detector inside the block."""
     _check(model)
-    previous = model.__dict__.get("run_detection")
-    stats = enable_batched_detection(model, min_group=min_group)
-    try:
+    with overridden(
+        model, "run_detection", lambda: enable_batched_detection(model, min_group=min_group)
+    ) as stats:
         yield stats
-    finally:
-        if previous is None:
-            model.__dict__.pop("run_detection", None)
-        else:
-            model.run_detection = previous
 
 
 def _check(model: Any) -> None:

@@ -43,7 +43,6 @@ no-prompt path with the index fixed (`arange(B)[:, None]`), identical to it for 
 from __future__ import annotations
 
 import contextlib
-import types
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +55,8 @@ from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
     Sam3TrackerVideoModel,
     Sam3TrackerVideoSegmentationOutput,
 )
+
+from vidlake.model.overrides import overridden, override, restore
 
 
 @dataclass
@@ -124,29 +125,23 @@ def enable_batched_tracking(
             min_group=min_group, stats=stats,
         )  # fmt: skip
 
-    tracker.forward = types.MethodType(forward, tracker)
+    override(tracker, "forward", forward)
     return stats
 
 
 def disable_batched_tracking(model: Any) -> None:
     """Back to upstream's per-object forward for this instance."""
-    tracker = _tracker_of(model)
-    tracker.__dict__.pop("forward", None)
+    restore(_tracker_of(model), "forward")
 
 
 @contextlib.contextmanager
 def batched_tracking(model: Any, min_group: int = 2) -> Iterator[TrackerPasses]:
     """`with batched_tracking(segmenter.model) as stats:` batched tracker inside the block."""
     tracker = _tracker_of(model)
-    previous = tracker.__dict__.get("forward")
-    stats = enable_batched_tracking(tracker, min_group=min_group)
-    try:
+    with overridden(
+        tracker, "forward", lambda: enable_batched_tracking(tracker, min_group=min_group)
+    ) as stats:
         yield stats
-    finally:
-        if previous is None:
-            tracker.__dict__.pop("forward", None)
-        else:
-            tracker.forward = previous
 
 
 def _tracker_of(model: Any) -> Sam3TrackerVideoModel:
