@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -234,6 +235,7 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
     store.upsert_videos([failed_row(src, None, err) for src, err in missing])
 
+    preloads: list[threading.Thread] = []
     if todo:
         from vidlake.query.indexes import needs_embeddings
 
@@ -242,7 +244,11 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
             # The index refresh at the end embeds new concepts: load the text encoder in the
             # background once the first clip is back, not after the last one; not sooner, as
             # on a small machine its loading slowed the segment actors' start (2.8 s of 8).
-            from vidlake.query.text import preload_text_encoder as on_first_clip
+            from vidlake.query.text import preload_text_encoder
+
+            def on_first_clip() -> None:
+                preloads.append(preload_text_encoder())
+
         init_ray(config.address)
         _segment_and_commit(config, store, todo, summary, failed_row, progress, on_first_clip)
 
@@ -250,6 +256,11 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     from vidlake.query.indexes import refresh_indexes
 
     refresh_indexes(store)
+    # The refresh may not have needed the encoder (a concurrent job embedded the concepts
+    # first); a load still running as the process exits can make Ray's core worker end the
+    # process with status 1, so it is finished here.
+    for thread in preloads:
+        thread.join()
     summary.wall_s = time.perf_counter() - t0
     store.append_run(_run_row(config, summary, started))
     return summary
