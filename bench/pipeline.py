@@ -12,6 +12,8 @@ same inputs, on this machine, in this run:
    RLE bytes stored per masklet-frame over the raw (bit-packed) bitmap.
 4. writes: the write stage (fragments per clip, one commit per video per table) over
    `lance.write_dataset` of the same Arrow batches (>= 0.9); fragments a run leaves.
+   commits: the driver's commit of one finished video (fragments, stitched track ids, commit
+   marker: `VideoCommitter`), its cost at the end of a long job over at its start.
 5. scaling: 2 segment actors and a 2-node `ray.cluster_utils.Cluster` over 1 actor.
 6. memory: peak private memory (RSS less shared pages) of the driver and each actor for a
    corpus 10x larger (fresh processes, see bench/memory.py): must not grow.
@@ -72,6 +74,7 @@ class Size:
     decode_fps: float  # --fps of the decode section (the index default, 6)
     mask_frames: int  # frames of ground-truth masks encoded
     memory_videos: int  # the 1x corpus of the memory section (10x is ten times more)
+    commit_videos: int  # videos committed one by one in the commits section
     repeats: int  # best-of for the short in-process timings
 
 
@@ -85,6 +88,7 @@ SIZES = {
         decode_fps=6.0,
         mask_frames=6,
         memory_videos=1,
+        commit_videos=12,
         repeats=1,
     ),
     "medium": Size(
@@ -96,6 +100,7 @@ SIZES = {
         decode_fps=6.0,
         mask_frames=60,
         memory_videos=1,
+        commit_videos=100,
         repeats=2,
     ),
     "full": Size(
@@ -107,6 +112,7 @@ SIZES = {
         decode_fps=6.0,
         mask_frames=120,
         memory_videos=2,
+        commit_videos=300,
         repeats=3,
     ),
 }
@@ -546,8 +552,9 @@ def write_stage(uri: str, by_video: dict[str, list[dict]], clips_per_batch: int)
             store.commit_fragments(table, [w[table] for w in written if table in w])
 
 
-def write_direct(uri: str, by_video: dict[str, list[dict]]) -> None:
-    """The same batches written with one lance.write_dataset per table."""
+def write_direct(uri: str, by_video: dict[str, list[dict]], clips_per_batch: int = 0) -> None:
+    """The same batches written with one lance.write_dataset per table; clips_per_batch > 0:
+    one per table per batch of a video's clips, the granularity the write stage works at."""
     import lance
     import pyarrow as pa
 
@@ -555,14 +562,22 @@ def write_direct(uri: str, by_video: dict[str, list[dict]]) -> None:
     from vidlake.store.tables import DATA_STORAGE_VERSION, PER_VIDEO_TABLES, IndexStore, table_uri
 
     store = IndexStore.create(uri)
-    for table in PER_VIDEO_TABLES:
-        batches = [b for clips in by_video.values() for c in clips for b in c[table].to_batches()]
-        lance.write_dataset(
-            pa.RecordBatchReader.from_batches(TABLES[table], iter(batches)),
-            table_uri(store.uri, table),
-            mode="append",
-            data_storage_version=DATA_STORAGE_VERSION,
-        )
+    parts = [
+        clips[start : start + (clips_per_batch or len(clips))]
+        for clips in by_video.values()
+        for start in range(0, len(clips), clips_per_batch or len(clips))
+    ]
+    groups = [[c for part in parts for c in part]] if not clips_per_batch else parts
+    for group in groups:
+        for table in PER_VIDEO_TABLES:
+            lance.write_dataset(
+                pa.RecordBatchReader.from_batches(
+                    TABLES[table], iter([b for c in group for b in c[table].to_batches()])
+                ),
+                table_uri(store.uri, table),
+                mode="append",
+                data_storage_version=DATA_STORAGE_VERSION,
+            )
 
 
 def fragment_stats(index_uri: str, table: str) -> tuple[int, float]:
@@ -590,6 +605,7 @@ def bench_writes(outputs: list[dict], size: Size, workdir: Path, e2e_index: str)
     t_stage, _ = timed(lambda: write_stage(fresh(), by_video, WRITE_CLIPS_PER_BATCH), rep)
     t_direct, _ = timed(lambda: write_direct(fresh(), by_video), rep)
     t_clip, _ = timed(lambda: write_stage(fresh(), by_video, 1), rep)
+    t_batch, _ = timed(lambda: write_direct(fresh(), by_video, WRITE_CLIPS_PER_BATCH), rep)
     n_clips = sum(len(c) for c in by_video.values())
     rows = [
         Row("4 writes", "write stage / lance.write_dataset", mb / t_stage, mb / t_direct, "MB/s",
@@ -597,6 +613,9 @@ def bench_writes(outputs: list[dict], size: Size, workdir: Path, e2e_index: str)
             f"{WRITE_CLIPS_PER_BATCH} clips per batch, a commit per video"),
         Row("4 writes", "a fragment per clip / write_dataset", mb / t_clip, mb / t_direct,
             "MB/s", "", "before: write per clip"),
+        Row("4 writes", "write stage / a write_dataset per write batch", mb / t_stage,
+            mb / t_batch, "MB/s", "", "what the split into fragments (tasks) and commits "
+            "(driver) costs over Lance's own append at the stage's granularity"),
     ]  # fmt: skip
 
     # Fragments the e2e run left, and what compacting them gives.
@@ -617,6 +636,50 @@ def bench_writes(outputs: list[dict], size: Size, workdir: Path, e2e_index: str)
                 Row("4 writes", "masklets bytes per fragment / after compaction", mean_bytes,
                     mean_c, "bytes", "", f"{n} -> {n_c} fragments")
             )  # fmt: skip
+    return rows
+
+
+def commit_costs(uri: str, n_videos: int, key_indexes: bool = True) -> list[float]:
+    """Seconds of each commit of N_VIDEOS videos committed one by one, as the driver does on
+    local disk (8 masklets per video, 4 of them with stitched track ids). key_indexes=False:
+    what commits cost before the job kept its key indexes current."""
+    from vidlake.pipeline.commits import VideoCommitter
+    from vidlake.store import schema
+    from vidlake.store.tables import IndexStore, write_fragments
+    from vidlake.synthetic.records import clip_result, indexed_row
+
+    store = IndexStore.create(uri)
+    if not key_indexes:
+        store.update_key_indexes = lambda: None
+    committer = VideoCommitter(store)
+    costs = []
+    for i in range(n_videos):
+        vid = f"video{i:06d}"
+        tables = schema.clip_tables(clip_result(vid, 0, n_objects=8), [b"crop"] * 8)
+        written = write_fragments(store.uri, tables)
+        ids = tables["masklets"].column("masklet_id").to_pylist()[:4]
+        committer.add(
+            indexed_row(vid),
+            {table: [blob] for table, blob in written.items()},
+            {m: f"track-{m}" for m in ids},
+        )
+        start = time.perf_counter()
+        committer.commit()
+        costs.append(time.perf_counter() - start)
+    return costs
+
+
+def bench_commits(size: Size, workdir: Path) -> list[Row]:
+    n = size.commit_videos
+    k = max(1, n // 10)
+    rows = []
+    for key_indexes, label in ((True, ""), (False, "before: no key indexes; ")):
+        costs = commit_costs(str(workdir / f"commits-{key_indexes}"), n, key_indexes)
+        first, last = statistics.fmean(costs[:k]), statistics.fmean(costs[-k:])
+        rows.append(
+            Row("4 writes", f"{label}commit s per video, last {k} / first {k} of {n}",
+                last, first, "s", "", f"{sum(costs):.1f} s for {n} videos committed one by one")
+        )  # fmt: skip
     return rows
 
 
@@ -702,7 +765,7 @@ def render_markdown(rows: list[Row], args: argparse.Namespace, wall_s: float) ->
     return "\n".join(lines)
 
 
-SECTIONS = ("efficiency", "decode", "masks", "writes", "scaling", "memory")
+SECTIONS = ("efficiency", "decode", "masks", "writes", "commits", "scaling", "memory")
 
 
 def run(size_name: str, workdir: Path, sections: tuple[str, ...] = SECTIONS) -> list[Row]:
@@ -725,6 +788,8 @@ def run(size_name: str, workdir: Path, sections: tuple[str, ...] = SECTIONS) -> 
         rows += bench_masks(inputs, size, e2e_index)
     if "writes" in sections:
         rows += bench_writes(outputs, size, workdir, e2e_index)
+    if "commits" in sections:
+        rows += bench_commits(size, workdir)
     if "memory" in sections:
         rows += bench_memory(inputs, size, workdir, max_side)
     return sorted(rows, key=lambda r: r.section)

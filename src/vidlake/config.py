@@ -57,7 +57,6 @@ class IndexConfig:
     batch_concepts: bool = False
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
-    videos_per_commit: int = 1
     prune: bool = False
     # Named prompts beyond text: exemplar boxes on a reference frame (vidlake.model.prompts).
     prompts: tuple[Prompt, ...] = ()

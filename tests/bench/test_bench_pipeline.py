@@ -24,7 +24,7 @@ def test_smoke_run_gives_every_stage_row(tmp_path, bench_pipeline):
             "--size",
             "smoke",
             "--only",
-            "efficiency,decode,masks,writes",
+            "efficiency,decode,masks,writes,commits",
             "--workdir",
             str(tmp_path),
             "--no-results",
@@ -40,6 +40,7 @@ def test_smoke_run_gives_every_stage_row(tmp_path, bench_pipeline):
     assert "model busy / job wall time x actors" in names
     assert "encode_rles / pycocotools.mask.encode" in names
     assert "write stage / lance.write_dataset" in names
+    assert "commit s per video, last 1 / first 1 of 12" in names
 
 
 @pytest.mark.slow

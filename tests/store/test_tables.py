@@ -4,33 +4,13 @@ orphans of a killed job are removed, and a newer schema is refused."""
 from __future__ import annotations
 
 import lance
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from vidlake.errors import IndexNotFoundError, VidlakeError
-from vidlake.operators.encode import encode_rles
-from vidlake.records import ClipResult, ClipSpec, Masklet, VideoSource
 from vidlake.store import schema
 from vidlake.store.tables import IndexStore, table_uri, write_fragments
-
-
-def clip_result(video_id: str, clip_index: int) -> ClipResult:
-    spec = ClipSpec(video_id, f"/v/{video_id}.mp4", clip_index, 2.0 * clip_index,
-                    2.0 * clip_index + 2, 2.0, np.array([0, 6]), np.array([0.0, 0.5]))  # fmt: skip
-    masks = np.zeros((2, 8, 10), bool)
-    masks[:, 2:5, 3:7] = True
-    m = Masklet("dog", 0, np.array([0, 1], np.int32), np.array([[3, 2, 7, 5]] * 2, np.float32),
-                np.array([0.4, 0.8], np.float32), encode_rles(masks), presence=0.9)  # fmt: skip
-    return ClipResult(spec=spec, height=8, width=10, masklets=[m], thumbnail=b"jpg")
-
-
-def indexed_row(video_id: str) -> dict:
-    src = VideoSource(uri=f"/v/{video_id}.mp4", size=1, version="1")
-    row = schema.video_row(src, None, status=schema.STATUS_INDEXED, error="", model_id="m",
-                           vocabulary=["dog"], run_id="r")  # fmt: skip
-    row["video_id"] = video_id
-    return row
+from vidlake.synthetic.records import clip_result, indexed_row
 
 
 def test_clip_tables_hold_one_hit_per_concept():

@@ -24,10 +24,11 @@ from vidlake.config import IndexConfig
 from vidlake.errors import EmptySourceError, VidlakeError
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
+from vidlake.pipeline.commits import VideoCommitter
 from vidlake.records import VideoInfo, VideoSource, stable_id
 from vidlake.store import schema
 from vidlake.store.object_store import fsspec_options, lance_options, preflight
-from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
+from vidlake.store.tables import IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class RunSummary:
     model_s: float = 0.0  # seconds the segment actors spent in the model, summed
     model_first_start: float = 0.0  # epoch seconds the first clip entered the model
     model_last_end: float = 0.0  # ... and the last one left it
+    n_commits: int = 0  # commits of finished videos (several videos each when commits are slow)
+    commit_s: float = 0.0  # seconds the driver spent committing them
 
     @property
     def frames_per_s(self) -> float:
@@ -341,22 +344,11 @@ def _segment_and_commit(
     )
     by_id = {s.video_id: s for s in todo}
     arrived: dict[str, list[dict]] = defaultdict(list)
-    pending_rows: list[dict] = []
-    pending_fragments: dict[str, list[bytes]] = defaultdict(list)
+    committer = VideoCommitter(store)
     clips_done = videos_done = 0
     # Clip counts are known only as videos are probed in the stream: "segment" has no total.
     progress("videos", 0, len(todo))
     progress("segment", 0, 0)
-
-    pending_tracks: dict[str, str] = {}
-
-    def flush() -> None:
-        for table in PER_VIDEO_TABLES:
-            store.commit_fragments(table, pending_fragments.pop(table, []))
-        store.set_track_ids(pending_tracks)
-        pending_tracks.clear()
-        store.upsert_videos(pending_rows)
-        pending_rows.clear()
 
     for row in ds.iter_rows():
         if on_first_clip is not None:
@@ -368,6 +360,7 @@ def _segment_and_commit(
         clips_done += 1
         progress("segment", clips_done, 0)
         if len(arrived[vid]) < row["video_n_clips"]:
+            committer.maybe_commit()
             continue
         rows = arrived.pop(vid)
         videos_done += 1
@@ -376,35 +369,39 @@ def _segment_and_commit(
         info = stages.load_info(row["info"]) if row["info"] else None
         errors = sorted({r["error"] for r in rows if r["error"]})
         if errors:
-            store.upsert_videos([failed_row(src, info, errors[0])])
+            committer.add(failed_row(src, info, errors[0]))
+            committer.maybe_commit()
             continue
         n_masklets = sum(int(r["n_masklets"]) for r in rows)
         tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
-        pending_tracks.update((m, t) for m, t in tracks.items() if t != stable_id("track", vid, m))
+        fragments: dict[str, list[bytes]] = defaultdict(list)
         for r in rows:
             for table, blob in pickle.loads(r["fragments"]).items():
-                pending_fragments[table].append(blob)
-        pending_rows.append(
-            schema.video_row(
-                src,
-                info,
-                status=schema.STATUS_INDEXED,
-                error="",
-                model_id=config.model,
-                vocabulary=list(config.vocabulary),
-                vocabulary_key=config.vocabulary_key(),
-                run_id=summary.run_id,
-                n_clips=len(rows),
-                n_masklets=n_masklets,
-            )
+                fragments[table].append(blob)
+        video_row = schema.video_row(
+            src,
+            info,
+            status=schema.STATUS_INDEXED,
+            error="",
+            model_id=config.model,
+            vocabulary=list(config.vocabulary),
+            vocabulary_key=config.vocabulary_key(),
+            run_id=summary.run_id,
+            n_clips=len(rows),
+            n_masklets=n_masklets,
+        )
+        committer.add(
+            video_row,
+            fragments,
+            {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
         )
         summary.n_indexed += 1
         summary.n_clips += len(rows)
         summary.n_masklets += n_masklets
         summary.n_frames += sum(int(r["n_frames"]) for r in rows)
-        if len(pending_rows) >= config.videos_per_commit:
-            flush()
-    flush()
+        committer.maybe_commit()
+    committer.commit()
+    summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
 
 
 def _run_row(config: IndexConfig, summary: RunSummary, started) -> dict:
