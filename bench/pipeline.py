@@ -318,6 +318,16 @@ def bench_efficiency_and_scaling(
             "",
             f"wall {summary.wall_s:.1f} s: the rest is Ray start, probe, model load, commits",
         ),
+        Row(
+            "1 efficiency",
+            "driver commits / job wall time",
+            summary.commit_s,
+            summary.wall_s,
+            "s",
+            "",
+            f"{summary.n_commits} commits for {summary.n_indexed} videos (the driver's serial "
+            "step, paced to <= 0.2)",
+        ),
     ]
     if not scaling:
         ray.shutdown()
