@@ -169,3 +169,30 @@ def test_each_shape_has_one_track_over_the_whole_video(indexed, synthetic_corpus
     # Every shape spans several clips (2 s clips over 4-8 s videos) yet keeps one id.
     assert {k: len(v) for k, v in tracks.items()} == dict.fromkeys(expected, 1)
     assert len({t for ids in tracks.values() for t in ids}) == len(expected)
+
+
+def test_a_long_video_is_decoded_in_tasks_of_a_few_clips(ray_local, synthetic_corpus):
+    """A video's decode tasks are separate blocks: one task per DECODE_CLIPS_PER_TASK clips,
+    not one task holding every frame of the video (as when Ray Data packed them together)."""
+    import math
+
+    from vidlake.pipeline.index_job import DECODE_CLIPS_PER_TASK, decode_plan, list_sources
+
+    config = IndexConfig(
+        sources=(synthetic_corpus[0].uri,),
+        index_uri="unused",
+        concepts=CONCEPTS,
+        model="synthetic:color",
+        clip_seconds=1.0,
+        fps=4.0,
+        overlap_s=0.0,
+        max_side=None,
+    )
+    sources, _ = list_sources(config)
+    decoded = decode_plan(config, sources, None).materialize()
+    rows = decoded.take_all()
+    assert all(not r["error"] for r in rows)
+    n_tasks = math.ceil(len(rows) / DECODE_CLIPS_PER_TASK)
+    assert n_tasks >= 2
+    assert decoded.num_blocks() == n_tasks
+    assert sorted(r["clip_index"] for r in rows) == list(range(len(rows)))

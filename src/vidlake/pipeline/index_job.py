@@ -269,6 +269,41 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     return summary
 
 
+def decode_plan(config: IndexConfig, todo: list[VideoSource], storage_options: dict | None):
+    """The stream's first stages: probe each video, plan its clips, decode them in tasks of
+    DECODE_CLIPS_PER_TASK clips; rows of decoded clips (or their errors) come out."""
+    import ray
+
+    videos = [{"uri": s.uri, "video_id": s.video_id} for s in todo]
+    return (
+        ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
+        .flat_map(
+            stages.probe_and_plan,
+            fn_kwargs={
+                "storage_options": storage_options,
+                "clip_seconds": config.clip_seconds,
+                "fps": config.fps,
+                "overlap_s": config.overlap_s,
+                "clips_per_task": DECODE_CLIPS_PER_TASK,
+            },
+            num_cpus=0.25,
+        )
+        # One block per decode task. Ray Data packs a task's output rows into blocks of up to
+        # 128 MiB, so all of a video's decode tasks (a few KiB each) left its probe as one
+        # block: one task then decoded the whole video, holding every frame in its output
+        # block (its worker's memory grew with the video's length) and nothing reached the
+        # segment actors until the whole video was decoded.
+        .repartition(target_num_rows_per_block=1)
+        .flat_map(
+            stages.decode_rows,
+            fn_kwargs={"storage_options": storage_options, "max_side": config.max_side},
+            # One core per decode task; resources unlike the actor's also keep Ray Data from
+            # fusing decode into the segment actor, where the model would wait on it.
+            num_cpus=1,
+        )
+    )
+
+
 def _segment_and_commit(
     config, store, todo, summary, failed_row, progress, on_first_clip=None
 ) -> None:
@@ -278,7 +313,6 @@ def _segment_and_commit(
     Probing is the stream's first stage, so segment actors start and load the model while the
     corpus is probed, and the first clips reach the model before the last video is probed.
     """
-    import ray
     from ray.data import ActorPoolStrategy
 
     opts = store.storage_options
@@ -294,27 +328,8 @@ def _segment_and_commit(
     # loads its models at once instead of one actor at a time as the queue grows. An explicit
     # --actors may count on GPUs an autoscaler has yet to add: start one and grow.
     min_actors = n_actors if gpus and config.num_actors is None else 1
-    videos = [{"uri": s.uri, "video_id": s.video_id} for s in todo]
     ds = (
-        ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
-        .flat_map(
-            stages.probe_and_plan,
-            fn_kwargs={
-                "storage_options": opts,
-                "clip_seconds": config.clip_seconds,
-                "fps": config.fps,
-                "overlap_s": config.overlap_s,
-                "clips_per_task": DECODE_CLIPS_PER_TASK,
-            },
-            num_cpus=0.25,
-        )
-        .flat_map(
-            stages.decode_rows,
-            fn_kwargs={"storage_options": opts, "max_side": config.max_side},
-            # One core per decode task; resources unlike the actor's also keep Ray Data from
-            # fusing decode into the segment actor, where the model would wait on it.
-            num_cpus=1,
-        )
+        decode_plan(config, todo, opts)
         .map(
             stages.SegmentStage,
             fn_constructor_kwargs={
