@@ -19,6 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vidlake.config import IndexConfig
 from vidlake.errors import EmptySourceError, VidlakeError
@@ -29,6 +30,9 @@ from vidlake.records import VideoInfo, VideoSource, stable_id
 from vidlake.store import schema
 from vidlake.store.object_store import fsspec_options, lance_options, preflight
 from vidlake.store.tables import IndexStore
+
+if TYPE_CHECKING:
+    import ray.data
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +273,9 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     return summary
 
 
-def decode_plan(config: IndexConfig, todo: list[VideoSource], storage_options: dict | None):
+def decode_plan(
+    config: IndexConfig, todo: list[VideoSource], storage_options: dict | None
+) -> ray.data.Dataset:
     """The stream's first stages: probe each video, plan its clips, decode them in tasks of
     DECODE_CLIPS_PER_TASK clips; rows of decoded clips (or their errors) come out."""
     import ray
