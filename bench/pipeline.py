@@ -572,12 +572,14 @@ def write_direct(uri: str, by_video: dict[str, list[dict]], clips_per_batch: int
     from vidlake.store.tables import DATA_STORAGE_VERSION, PER_VIDEO_TABLES, IndexStore, table_uri
 
     store = IndexStore.create(uri)
-    parts = [
-        clips[start : start + (clips_per_batch or len(clips))]
-        for clips in by_video.values()
-        for start in range(0, len(clips), clips_per_batch or len(clips))
-    ]
-    groups = [[c for part in parts for c in part]] if not clips_per_batch else parts
+    if clips_per_batch:
+        groups = [
+            clips[start : start + clips_per_batch]
+            for clips in by_video.values()
+            for start in range(0, len(clips), clips_per_batch)
+        ]
+    else:
+        groups = [[c for clips in by_video.values() for c in clips]]
     for group in groups:
         for table in PER_VIDEO_TABLES:
             lance.write_dataset(

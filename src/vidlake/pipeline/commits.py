@@ -81,10 +81,9 @@ class VideoCommitter:
         start = self.clock()
         store = self.store
         for table in PER_VIDEO_TABLES:
-            blobs = self.fragments.pop(table, [])
-            store.commit_fragments(table, blobs)
+            n = store.commit_fragments(table, self.fragments.pop(table, []))
             if table == "masklets":
-                self._unindexed += len(blobs)
+                self._unindexed += n
         store.set_track_ids(self.tracks)
         self.tracks.clear()
         store.upsert_videos(self.rows)

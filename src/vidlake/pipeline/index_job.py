@@ -313,8 +313,8 @@ def decode_plan(
 def _segment_and_commit(
     config, store, todo, summary, failed_row, progress, on_first_clip=None
 ) -> None:
-    """Streams videos through probe → decode → segment → write, committing each video when
-    all its clips are in; calls ON_FIRST_CLIP when the first clip is back.
+    """Streams videos through probe → decode → segment → write, queueing each video for the
+    `VideoCommitter` when all its clips are in; calls ON_FIRST_CLIP when the first clip is back.
 
     Probing is the stream's first stage, so segment actors start and load the model while the
     corpus is probed, and the first clips reach the model before the last video is probed.
@@ -380,49 +380,50 @@ def _segment_and_commit(
         summary.add_model_time(row["model_start"], row["model_s"])
         clips_done += 1
         progress("segment", clips_done, 0)
-        if len(arrived[vid]) < row["video_n_clips"]:
-            committer.maybe_commit()
-            continue
-        rows = arrived.pop(vid)
-        videos_done += 1
-        progress("videos", videos_done, len(todo))
-        src = by_id[vid]
-        info = stages.load_info(row["info"]) if row["info"] else None
-        errors = sorted({r["error"] for r in rows if r["error"]})
-        if errors:
-            committer.add(failed_row(src, info, errors[0]))
-            committer.maybe_commit()
-            continue
-        n_masklets = sum(int(r["n_masklets"]) for r in rows)
-        tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
-        fragments: dict[str, list[bytes]] = defaultdict(list)
-        for r in rows:
-            for table, blob in pickle.loads(r["fragments"]).items():
-                fragments[table].append(blob)
-        video_row = schema.video_row(
-            src,
-            info,
-            status=schema.STATUS_INDEXED,
-            error="",
-            model_id=config.model,
-            vocabulary=list(config.vocabulary),
-            vocabulary_key=config.vocabulary_key(),
-            run_id=summary.run_id,
-            n_clips=len(rows),
-            n_masklets=n_masklets,
-        )
-        committer.add(
-            video_row,
-            fragments,
-            {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
-        )
-        summary.n_indexed += 1
-        summary.n_clips += len(rows)
-        summary.n_masklets += n_masklets
-        summary.n_frames += sum(int(r["n_frames"]) for r in rows)
+        if len(arrived[vid]) == row["video_n_clips"]:
+            videos_done += 1
+            progress("videos", videos_done, len(todo))
+            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid))
         committer.maybe_commit()
     committer.commit()
     summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
+
+
+def _queue_video(config, summary, committer, failed_row, src: VideoSource, rows: list[dict]):
+    """Queues a video whose clips are all in: its stitched rows, or its failed row."""
+    info = stages.load_info(rows[-1]["info"]) if rows[-1]["info"] else None
+    errors = sorted({r["error"] for r in rows if r["error"]})
+    if errors:
+        committer.add(failed_row(src, info, errors[0]))
+        return
+    vid = src.video_id
+    n_masklets = sum(int(r["n_masklets"]) for r in rows)
+    tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
+    fragments: dict[str, list[bytes]] = defaultdict(list)
+    for r in rows:
+        for table, blob in pickle.loads(r["fragments"]).items():
+            fragments[table].append(blob)
+    video_row = schema.video_row(
+        src,
+        info,
+        status=schema.STATUS_INDEXED,
+        error="",
+        model_id=config.model,
+        vocabulary=list(config.vocabulary),
+        vocabulary_key=config.vocabulary_key(),
+        run_id=summary.run_id,
+        n_clips=len(rows),
+        n_masklets=n_masklets,
+    )
+    committer.add(
+        video_row,
+        fragments,
+        {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
+    )
+    summary.n_indexed += 1
+    summary.n_clips += len(rows)
+    summary.n_masklets += n_masklets
+    summary.n_frames += sum(int(r["n_frames"]) for r in rows)
 
 
 def _run_row(config: IndexConfig, summary: RunSummary, started) -> dict:

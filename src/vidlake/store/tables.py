@@ -143,11 +143,12 @@ class IndexStore:
 
     # ---- writes -------------------------------------------------------------------------
 
-    def commit_fragments(self, table: str, pickled: list[bytes]) -> None:
-        """Commits fragments written by `write_fragments` as one Append to TABLE."""
+    def commit_fragments(self, table: str, pickled: list[bytes]) -> int:
+        """Commits fragments written by `write_fragments` as one Append to TABLE; returns how
+        many fragments that was."""
         fragments = [f for blob in pickled for f in pickle.loads(blob)]
         if not fragments:
-            return
+            return 0
         ds = self.dataset(table)
         lance.LanceDataset.commit(
             ds.uri,
@@ -155,6 +156,7 @@ class IndexStore:
             read_version=ds.version,
             storage_options=self.storage_options,
         )
+        return len(fragments)
 
     def upsert_videos(self, rows: list[dict]) -> None:
         """Writes `videos` rows (commit markers), replacing earlier rows of the same video_id."""
@@ -252,11 +254,7 @@ class IndexStore:
         hits = self.dataset("concept_hits")
         if hits.count_rows() > 0:
             hits.create_scalar_index("concept", "BITMAP", replace=True)
-        for table in ("clips", "masklets"):
-            ds = self.dataset(table)
-            if ds.count_rows() > 0:
-                ds.create_scalar_index("clip_id", "BTREE", replace=True)
-        for table, column in KEY_INDEXES.items():
+        for table, column in (("clips", "clip_id"), ("masklets", "clip_id"), *KEY_INDEXES.items()):
             ds = self.dataset(table)
             if ds.count_rows() > 0:
                 ds.create_scalar_index(column, "BTREE", replace=True)
