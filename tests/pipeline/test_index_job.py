@@ -196,3 +196,34 @@ def test_a_long_video_is_decoded_in_tasks_of_a_few_clips(ray_local, synthetic_co
     assert n_tasks >= 2
     assert decoded.num_blocks() == n_tasks
     assert sorted(r["clip_index"] for r in rows) == list(range(len(rows)))
+
+
+def test_the_driver_gets_each_block_as_soon_as_it_is_written(ray_local, tmp_path):
+    """stream_rows hands over a block without waiting for the next one (iter_rows waits)."""
+    import ray
+
+    from vidlake.pipeline.index_job import stream_rows
+
+    def hold_until_flag(row: dict, flag: str) -> dict:
+        """Row 0 passes at once; row 1 waits (up to 20 s) for the driver to have seen row 0.
+        (Defined here: workers cannot import test modules, so Ray pickles it by value.)"""
+        import os
+        import time
+
+        if row["i"] == 1:
+            deadline = time.time() + 20
+            while not os.path.exists(flag) and time.time() < deadline:
+                time.sleep(0.05)
+        return {**row, "flag_seen": os.path.exists(flag)}
+
+    flag = tmp_path / "driver-saw-row-0"
+    ds = ray.data.from_items([{"i": 0}, {"i": 1}], override_num_blocks=2).map(
+        hold_until_flag, fn_kwargs={"flag": str(flag)}, num_cpus=0.25
+    )
+    rows = []
+    for row in stream_rows(ds):
+        if row["i"] == 0:
+            flag.touch()
+        rows.append(row)
+    assert [r["i"] for r in rows] == [0, 1]
+    assert rows[1]["flag_seen"], "row 0 reached the driver only after row 1 was produced"

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -273,6 +273,18 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     return summary
 
 
+def stream_rows(ds: ray.data.Dataset) -> Iterator[dict]:
+    """The rows of DS, each block as soon as it is produced.
+
+    `Dataset.iter_rows` prefetches one block: it hands over a block only once the next one is
+    ready, so the driver saw each write batch one batch late (the first video of the bench
+    corpus committed 10 s after its fragments were written) and the last block's rows waited
+    for the end of the stream.
+    """
+    for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        yield from block.to_pylist()
+
+
 def decode_plan(
     config: IndexConfig, todo: list[VideoSource], storage_options: dict | None
 ) -> ray.data.Dataset:
@@ -371,7 +383,7 @@ def _segment_and_commit(
     progress("videos", 0, len(todo))
     progress("segment", 0, 0)
 
-    for row in ds.iter_rows():
+    for row in stream_rows(ds):
         if on_first_clip is not None:
             on_first_clip()
             on_first_clip = None

@@ -183,7 +183,7 @@ def verify_phrase(
 
     from vidlake.model import check_model
     from vidlake.pipeline import stages
-    from vidlake.pipeline.index_job import init_ray
+    from vidlake.pipeline.index_job import init_ray, stream_rows
 
     rows = clip_rows(store, clip_ids, skip_concept=phrase)
     if model is None:
@@ -211,7 +211,7 @@ def verify_phrase(
                 num_cpus=0.25,
             )
         )
-        written = ds.iter_rows()
+        written = stream_rows(ds)
     else:
         written = iter(())
     return commit_verified(store, phrase, written, result)
