@@ -24,6 +24,21 @@ def vidlake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
+# Lines libraries print on their own during a job; the CLI keeps them off the terminal.
+LIBRARY_NOISE = (
+    "Token authentication is enabled",  # Ray, on every new local Ray
+    "lance is not fork-safe",  # pylance, when Ray starts its processes
+    "Progress bars disabled",  # Ray Data, as the CLI turns them off
+    "Loading weights",  # transformers' bar, forwarded from the actor
+    "Writing model shards",  # transformers' bar in `model tiny`
+    "create_index rust time",  # pylance's INFO line on every index built
+)
+
+
+def assert_no_library_noise(stderr: str) -> None:
+    assert not [line for line in LIBRARY_NOISE if line in stderr], stderr
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -117,6 +132,7 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
     made = vidlake("model", "tiny", str(model_dir), "--seed", "0")
     assert made.returncode == 0, made.stderr
     assert (model_dir / "config.json").exists()
+    assert_no_library_noise(made.stderr)
 
     index = str(tmp_path / "idx")
     concepts = ["red square", "blue circle", "dog"]
@@ -127,6 +143,7 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "indexed 1 videos" in proc.stdout and "frames/s" in proc.stdout
     assert re.search(r"model busy \d+% of the time", proc.stdout), proc.stdout
+    assert_no_library_noise(proc.stderr)
 
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     assert all(n > 0 for n in info["counts"].values()), info["counts"]

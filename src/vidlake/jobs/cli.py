@@ -53,10 +53,19 @@ def _register_commands() -> None:
 
 def main() -> None:
     _register_commands()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The handler's level too: libraries that set their own logger to INFO (pylance: "Final
+    # create_index rust time" on every index) would otherwise print through it.
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", handlers=[stderr]
+    )
     # The hub client logs every retry of an unreachable checkpoint; the one-line error says it.
     # (An env default, because huggingface_hub sets its log level when it is first imported.)
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    # transformers' "Loading weights" and "Writing model shards" bars, also in the embedded
+    # Ray's actors (they inherit this environment), where Ray forwards them as garbled lines.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except VidlakeError as exc:

@@ -16,6 +16,7 @@ import pickle
 import threading
 import time
 import uuid
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -149,18 +150,27 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(
-            # "local": always a new embedded Ray; without it ray.init joins any cluster that
-            # `ray start` left running on this machine (and refuses num_cpus there).
-            address="local",
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
+        # Ray tells that a new local Ray uses token authentication, its default, on every start.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            lambda record: not record.getMessage().startswith("Token authentication is enabled")
         )
+        with warnings.catch_warnings():
+            # pylance warns on every fork; Ray starts its processes by fork+exec, which is safe.
+            warnings.filterwarnings("ignore", message="lance is not fork-safe")
+            ray.init(
+                # "local": always a new embedded Ray; without it ray.init joins any cluster
+                # that `ray start` left running on this machine (and refuses num_cpus there).
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
     from ray.data import DataContext
 
-    # Progress and the summary are the CLI's; Ray Data's per-dataset INFO lines are noise there.
+    # Progress and the summary are the CLI's; Ray Data's per-dataset INFO lines are noise there,
+    # and so is its warning that its progress bars are off.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
