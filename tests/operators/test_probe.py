@@ -117,6 +117,22 @@ def test_manifest_naming_a_missing_video_raises(video_tree: Path) -> None:
         list_videos(str(manifest))
 
 
+def test_manifest_lines_naming_no_file_are_handed_back_and_the_rest_listed(
+    video_tree: Path,
+) -> None:
+    manifest = video_tree / "list.txt"
+    manifest.write_text("a.mp4\nmissing.mp4\nsub\n")
+    missing: list = []
+    sources = list_videos(str(manifest), missing=missing)
+    assert [s.uri for s in sources] == [str(video_tree / "a.mp4")]
+    assert [(s.uri, s.version) for s, _ in missing] == [
+        (str(video_tree / "missing.mp4"), "missing"),
+        (str(video_tree / "sub"), "missing"),
+    ]
+    assert "'missing.mp4'" in missing[0][1] and "not found" in missing[0][1]
+    assert "folder" in missing[1][1]
+
+
 def test_explicit_file_is_listed_whatever_its_extension(video_tree: Path) -> None:
     png = video_tree / "sub" / "frame.png"
     assert [s.uri for s in list_videos(str(png))] == [str(png)]

@@ -198,6 +198,43 @@ def test_rerun_indexes_changed_and_new_videos_and_prunes_deleted(synthetic_corpu
     star = vidlake.open(index).search("yellow star", limit=None).column("video_uri").to_pylist()
     assert any(u.endswith("a.mp4") for u in star)
 
+    # A misspelt (or unmounted) source with --prune: nothing is pruned, nothing indexed.
+    before = snapshot(index)
+    gone = run(index_cmd([str(folder), str(tmp_path / "vidz")], index, "--prune"))
+    assert gone.returncode == 2, gone.stdout + gone.stderr
+    lines = gone.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--prune" in lines[0] and "vidz" in lines[0], gone.stderr
+    assert snapshot(index) == before
+
+
+def test_a_manifest_line_naming_no_file_fails_alone(synthetic_corpus, tmp_path):
+    manifest = tmp_path / "list.txt"
+    manifest.write_text(f"{synthetic_corpus[0].uri}\nnot_here.mp4\n")
+    index = str(tmp_path / "idx")
+    proc = run(index_cmd([str(manifest)], index))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "indexed 1 videos, failed 1" in proc.stdout
+    videos = {Path(r["uri"]).name: r for r in IndexStore.open(index).videos().to_pylist()}
+    assert videos[Path(synthetic_corpus[0].uri).name]["status"] == "indexed"
+    assert videos["not_here.mp4"]["status"] == "failed"
+    assert "not_here.mp4" in videos["not_here.mp4"]["error"]
+
+
+def test_a_rerun_with_other_clip_settings_redoes_the_videos(synthetic_corpus, tmp_path):
+    video = synthetic_corpus[0].uri
+    index = str(tmp_path / "idx")
+    assert run(index_cmd([video], index)).returncode == 0
+    clips = IndexStore.open(index).dataset("clips").count_rows()
+
+    same = run(index_cmd([video], index))
+    assert "indexed 0 videos" in same.stdout and "skipped 1" in same.stdout, same.stdout
+    # ARGS say --clip-seconds 2; the last one given wins.
+    longer = run(index_cmd([video], index, "--clip-seconds", "4"))
+    assert longer.returncode == 0, longer.stderr
+    assert "indexed 1 videos" in longer.stdout and "skipped 0" in longer.stdout, longer.stdout
+    assert_no_duplicates(index)
+    assert IndexStore.open(index).dataset("clips").count_rows() < clips
+
 
 def test_two_jobs_on_disjoint_corpora_write_one_index_at_once(corpus, reference, tmp_path):
     halves = [tmp_path / "h0", tmp_path / "h1"]

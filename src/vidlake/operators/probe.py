@@ -101,7 +101,11 @@ def _unreadable_message(uri: str, head: bytes, error: Exception) -> str:
     return f"not a readable video ({reason}): {uri}"
 
 
-def list_videos(source: str, storage_options: dict | None = None) -> list[VideoSource]:
+def list_videos(
+    source: str,
+    storage_options: dict | None = None,
+    missing: list[tuple[VideoSource, str]] | None = None,
+) -> list[VideoSource]:
     """The videos named by a source, sorted by uri, each with its size and version (etag/mtime).
 
     source is one of:
@@ -113,8 +117,10 @@ def list_videos(source: str, storage_options: dict | None = None) -> list[VideoS
       each uri is itself a file (relative paths are taken relative to the manifest's folder).
 
     uris are absolute paths for local files and protocol://path for the others.
-    Raises VideoError when the source, or a uri in a manifest, does not exist, and when a folder
-    or glob names no video at all.
+    Raises VideoError when the source does not exist, EmptySourceError when it names no video
+    at all. A uri in a manifest that does not exist (or is a folder) raises VideoError too,
+    unless MISSING is given: it then gets (the video, why) and the rest of the manifest is
+    listed.
     """
     fs, path = _filesystem(source, storage_options)
     if has_magic(path):
@@ -132,17 +138,22 @@ def list_videos(source: str, storage_options: dict | None = None) -> list[VideoS
             )
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
     if PurePosixPath(path).suffix.lower() in MANIFEST_EXTENSIONS:
-        return _read_manifest(source, fs, path, storage_options)
+        return _read_manifest(source, fs, path, storage_options, missing)
     return [_source(fs, path)]
 
 
 def _read_manifest(
-    source: str, fs: fsspec.AbstractFileSystem, path: str, storage_options: dict | None
+    source: str,
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    storage_options: dict | None,
+    missing: list[tuple[VideoSource, str]] | None,
 ) -> list[VideoSource]:
     with fs.open(path, "rt") as f:
         lines = [line.strip() for line in f]
     base = PurePosixPath(path).parent
     sources: dict[str, VideoSource] = {}
+    n_missing = 0
     for line in lines:
         if not line or line.startswith("#"):
             continue
@@ -150,13 +161,21 @@ def _read_manifest(
         if "://" not in line and not PurePosixPath(line).is_absolute():
             entry = fs.unstrip_protocol(str(base / line))
         entry_fs, entry_path = _filesystem(entry, storage_options)
+        problem = None
         if not entry_fs.exists(entry_path):
-            raise VideoError(f"video {line!r} listed in manifest {source} not found")
-        if entry_fs.isdir(entry_path):
-            raise VideoError(f"manifest {source} lists a folder, not a video file: {line}")
-        item = _source(entry_fs, entry_path)
-        sources[item.uri] = item
-    if not sources:
+            problem = f"video {line!r} listed in manifest {source} not found"
+        elif entry_fs.isdir(entry_path):
+            problem = f"manifest {source} lists a folder, not a video file: {line}"
+        if problem is None:
+            item = _source(entry_fs, entry_path)
+            sources[item.uri] = item
+        elif missing is None:
+            raise VideoError(problem)
+        else:
+            uri = entry_path if isinstance(entry_fs, LocalFileSystem) else entry
+            missing.append((VideoSource(uri=uri, size=0, version="missing"), problem))
+            n_missing += 1
+    if not sources and not n_missing:
         raise EmptySourceError(f"manifest lists no videos: {source}")
     return sorted(sources.values(), key=lambda s: s.uri)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vidlake.config import IndexConfig
-from vidlake.errors import EmptySourceError, VidlakeError
+from vidlake.errors import EmptySourceError, UsageError, VidlakeError
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
 from vidlake.pipeline.commits import VideoCommitter
@@ -92,24 +92,65 @@ class RunSummary:
 
 
 def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
-    """The videos under every source, and the sources that could not be listed (with why)."""
+    """The videos under every source, and those that could not be listed (with why).
+
+    A source that does not exist, or a manifest's line naming no file, is a failed video and
+    the job goes on; but a job where no source exists is a usage error, and so is `--prune`
+    with a source that cannot be listed: what it would list is unknown, so pruning could
+    delete the videos of a folder that is only unmounted or misspelt.
+    """
     from vidlake.operators.probe import list_videos
 
     found: dict[str, VideoSource] = {}
     missing: list[tuple[VideoSource, str]] = []
+    unlisted: list[tuple[str, str]] = []
     for source in config.sources:
         try:
             videos = list_videos(
-                source, storage_options=fsspec_options(source, config.storage_options) or None
+                source,
+                storage_options=fsspec_options(source, config.storage_options) or None,
+                missing=missing,
             )
         except EmptySourceError:
             raise  # nothing to index there: a usage error, before any cluster work
         except VidlakeError as exc:
-            missing.append((VideoSource(uri=source, size=0, version="missing"), str(exc)))
+            unlisted.append((source, str(exc)))
             continue
         for v in videos:
             found.setdefault(v.uri, v)
+    if unlisted and config.prune:
+        source, why = unlisted[0]
+        raise UsageError(
+            f"--prune needs every source listed, and {source} cannot be ({why}); "
+            "nothing was pruned or indexed"
+        )
+    if unlisted and not found and not missing:
+        raise UsageError(unlisted[0][1])
+    missing += [(VideoSource(uri=s, size=0, version="missing"), why) for s, why in unlisted]
     return list(found.values()), missing
+
+
+# The options that decide what a video's clips and masklets are, besides model and vocabulary.
+CLIP_SETTINGS = ("clip_seconds", "fps", "overlap_s", "max_side", "max_objects")
+
+
+def clip_settings(config: IndexConfig | dict) -> tuple:
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    return tuple(get(key) for key in CLIP_SETTINGS)
+
+
+def _run_settings(store: IndexStore, run_ids: set[str]) -> dict[str, tuple]:
+    """run_id -> the clip settings its job ran with, from the `runs` table."""
+    import json
+
+    if not run_ids:
+        return {}
+    runs = store.dataset("runs").to_table(columns=["run_id", "arguments"]).to_pylist()
+    return {
+        r["run_id"]: clip_settings(json.loads(r["arguments"]))
+        for r in runs
+        if r["run_id"] in run_ids
+    }
 
 
 def select_todo(
@@ -120,9 +161,10 @@ def select_todo(
     existing = {
         r["video_id"]: r
         for r in store.videos(
-            columns=["video_id", "fingerprint", "status", "model_id", "vocabulary_hash"]
+            columns=["video_id", "fingerprint", "status", "model_id", "vocabulary_hash", "run_id"]
         ).to_pylist()
     }
+    settings = _run_settings(store, {r["run_id"] for r in existing.values()})
     todo, skipped, stale = [], [], []
     for src in sources:
         old = existing.get(src.video_id)
@@ -132,6 +174,8 @@ def select_todo(
             and old["fingerprint"] == src.fingerprint
             and old["model_id"] == config.model
             and old["vocabulary_hash"] == vocab_hash
+            # A run killed before its runs row left no settings: its videos are kept.
+            and settings.get(old["run_id"], clip_settings(config)) == clip_settings(config)
         ):
             skipped.append(src)
             continue
@@ -215,6 +259,8 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
     from vidlake.model import check_model, check_prompts
 
+    # Endpoint, credentials and buckets of the index, the sources and an s3:// checkpoint.
+    preflight(config.index_uri, (*config.sources, config.model), opts)
     # A bad --model or prompt is a usage error before any work starts.
     check_model(config.model)
     if config.address is None and config.device.startswith("cuda"):
@@ -222,7 +268,6 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
         resolve_device(config.device)  # this machine's embedded Ray has only its own GPUs
     check_prompts(config)
-    preflight(config.index_uri, config.sources, opts)  # endpoint, credentials, buckets
     sources, missing = list_sources(config)
     store = IndexStore.create(config.index_uri, opts)
     todo, skipped, stale = select_todo(store, sources, config)
