@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from vidlake.errors import UsageError
@@ -87,6 +88,8 @@ class IndexConfig:
                          ("--batch-concepts", self.batch_concepts)):  # fmt: skip
             if on and not is_sam3(self.model):
                 raise UsageError(f"{flag} needs a SAM 3 model, not {self.model!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 1 <= self.actors_per_gpu <= 16:
             raise UsageError(f"--actors-per-gpu must be in 1..16, got {self.actors_per_gpu}")
 

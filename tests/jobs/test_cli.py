@@ -127,6 +127,48 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
     assert bad_opt.returncode == 2 and "Traceback" not in bad_opt.stderr
 
 
+def test_bad_sources_devices_and_paths_are_one_line_errors(tmp_path, synthetic_corpus):
+    video = synthetic_corpus[0].uri
+    idx = tmp_path / "idx"
+    color = ["--concepts", "red square", "--model", "synthetic:color"]
+    # No source exists at all: a usage error, and no index is created.
+    assert_one_line_error(
+        vidlake("index", str(tmp_path / "nowhere"), "--index", str(idx), *color),
+        "video source not found", "nowhere",
+    )  # fmt: skip
+    assert not idx.exists()
+    assert_one_line_error(
+        vidlake("index", video, "--index", str(idx), *color, "--device", "tpu"), "--device", "tpu"
+    )
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not an index")
+    assert_one_line_error(
+        vidlake("index", video, "--index", str(a_file), *color), "is a file", "notes.txt"
+    )
+    assert_one_line_error(
+        vidlake("index", video, "--index", str(idx), "--concepts", "dog", "--model",
+                "synthetic:nope"),
+        "synthetic:nope", "synthetic:color",
+    )  # fmt: skip
+    assert_one_line_error(
+        vidlake("index", video, "--index", str(idx), *color, "--exemplar",
+                f"{video}:0:10,10,50,50:foo"),
+        "'foo'", ":neg",
+    )  # fmt: skip
+
+
+def test_an_s3_checkpoint_without_credentials_is_a_one_line_error(tmp_path, synthetic_corpus):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "COLUMNS": "160"}  # fmt: skip
+    proc = subprocess.run(
+        [VIDLAKE, "index", synthetic_corpus[0].uri, "--index", str(tmp_path / "idx"),
+         "--concepts", "dog", "--model", "s3://no-such-bucket/sam3/"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert_one_line_error(proc, "s3://no-such-bucket/sam3/", "credentials")
+
+
 def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
     model_dir = tmp_path / "tiny"
     made = vidlake("model", "tiny", str(model_dir), "--seed", "0")

@@ -98,6 +98,10 @@ def _load_plugin(spec: str, device: str, **kwargs: Any) -> ConceptSegmenter:
 def _plugin_class(spec: str) -> type:
     """The class a "package.module:ClassName" spec names; UsageError if it does not exist."""
     module_name, _, class_name = spec.partition(":")
+    if module_name == "synthetic":
+        raise UsageError(
+            f"no synthetic segmenter {spec!r}: the built-in one is {SYNTHETIC_COLOR!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

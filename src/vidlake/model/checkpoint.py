@@ -139,6 +139,17 @@ def check_checkpoint_folder(folder: Path, spec: str) -> None:
         raise CheckpointError(wrong_model_message(spec, model_type))
 
 
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What fsspec raises for a bad URI or store; botocore's own (no credentials, timeouts)
+    pass through s3fs untranslated."""
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, ImportError)
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return errors
+    return (*errors, BotoCoreError)
+
+
 def download_checkpoint(
     uri: str, cache_dir: str | None = None, storage_options: dict | None = None
 ) -> Path:
@@ -167,7 +178,7 @@ def download_checkpoint(
         partial = root / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
         logger.info("downloading checkpoint %s to %s", uri, target)
         fs.get(remote.rstrip("/") + "/", str(partial), recursive=True)
-    except (OSError, ValueError, ImportError) as exc:
+    except _storage_errors() as exc:
         raise CheckpointError(
             f"cannot download checkpoint {uri}: {_one_line(exc)} "
             "(check the URI, credentials and storage options)"

@@ -282,6 +282,11 @@ def _parse_exemplar(spec: str) -> tuple[str, int, tuple[float, ...], bool]:
     if sep and last.strip().lower() in _NEGATIVE | _POSITIVE:
         positive = last.strip().lower() in _POSITIVE
         body = head
+    elif sep and "," not in last and "," in head.rpartition(":")[2]:
+        raise UsageError(
+            f"--exemplar {spec!r}: ends with {last!r} after the box; the one suffix allowed is "
+            ":neg (or :pos)"
+        )
     parts = body.rsplit(":", 2)
     if len(parts) != 3 or not parts[0]:
         raise UsageError(f"--exemplar {spec!r} is not VIDEO:FRAME:x0,y0,x1,y1[:neg]")

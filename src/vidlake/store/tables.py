@@ -17,7 +17,7 @@ import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidlake.errors import IndexNotFoundError, VidlakeError
+from vidlake.errors import IndexNotFoundError, UsageError, VidlakeError
 from vidlake.store.object_store import lance_options
 from vidlake.store.schema import (
     SCHEMA_VERSION,
@@ -103,7 +103,13 @@ class IndexStore:
         """The index at URI, with any missing table created empty."""
         store = cls(uri, storage_options)
         if "://" not in store.uri:
-            Path(store.uri).mkdir(parents=True, exist_ok=True)
+            folder = Path(store.uri)
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"index {uri} is a file; an index is a folder or an s3:// prefix")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create the index folder {uri}: {exc.strerror}") from exc
         for name, schema in TABLES.items():
             try:
                 ds = store.dataset(name)
