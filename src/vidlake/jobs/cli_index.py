@@ -58,15 +58,17 @@ def index(
     batch_objects: Annotated[
         bool,
         typer.Option(
+            "--batch-objects",
             help="SAM 3: track alike objects in one batched pass per frame instead of one pass "
-            "per object (faster; masks equal to float rounding, not bit for bit)."
+            "per object (faster; masks equal to float rounding, not bit for bit).",
         ),
     ] = False,
     batch_concepts: Annotated[
         bool,
         typer.Option(
+            "--batch-concepts",
             help="SAM 3: run the detector once per frame for all concepts instead of once per "
-            "concept (faster; equal to float rounding, not bit for bit)."
+            "concept (faster; equal to float rounding, not bit for bit).",
         ),
     ] = False,
     device: Annotated[
@@ -77,7 +79,7 @@ def index(
         ),
     ] = "auto",
     prune: Annotated[
-        bool, typer.Option(help="Delete indexed videos these sources no longer list.")
+        bool, typer.Option("--prune", help="Delete indexed videos these sources no longer list.")
     ] = False,
     storage_option: StorageOpt = None,
     exemplar: Annotated[
