@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,11 @@ VIDLAKE = str(Path(sys.executable).parent / "vidlake")
 FAST = ["--clip-seconds", "2", "--fps", "4", "--overlap", "0.5", "--max-side", "0"]
 
 
-def vidlake(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def vidlake(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
@@ -143,3 +146,55 @@ def test_bad_input_is_a_one_line_error(cli_index, tmp_path):
         vidlake("export", "--index", newer, "red square", "--out", str(tmp_path / "x.json")),
         "newer",
     )
+
+
+@pytest.fixture(scope="module")
+def odd_name_index(synthetic_corpus, tmp_path_factory) -> str:
+    """One video whose file name looks like Rich markup and emoji codes, indexed."""
+    folder = tmp_path_factory.mktemp("odd_names")
+    videos = folder / "videos"
+    videos.mkdir()
+    shutil.copy(synthetic_corpus[0].uri, videos / "[bold]clip :x: a.mp4")
+    index = str(folder / "idx")
+    proc = vidlake(
+        "index", str(videos), "--index", index, "--concepts", "red square",
+        "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return index
+
+
+def test_user_text_is_printed_literally(cli_index, odd_name_index, tmp_path):
+    proc = vidlake("query", "--index", cli_index, "foo[/]")
+    assert proc.returncode == 0, proc.stderr
+    assert "'foo[/]' is not indexed" in proc.stdout
+    assert "candidate clips for 'foo[/]'" in proc.stdout
+    proc = vidlake("query", "--index", cli_index, ":x: :smile:")
+    assert proc.returncode == 0, proc.stderr
+    assert "':x: :smile:' is not indexed" in proc.stdout
+    proc = vidlake("query", "--index", odd_name_index, "red square")
+    assert proc.returncode == 0, proc.stderr
+    assert "[bold]clip :x: a.mp4" in proc.stdout
+    # Error messages carry user text too (here the index path).
+    missing = str(tmp_path / "[red]gone :x:")
+    assert_one_line_error(vidlake("query", "--index", missing, "red square"), missing)
+
+
+@pytest.mark.parametrize("columns", [None, "80"])
+def test_piped_output_is_not_wrapped(cli_index, columns):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = columns
+    rows = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
+    proc = vidlake("query", "--index", cli_index, "red square", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for row in rows:
+        # Whole, on the row of its own video: `preview` takes it as printed.
+        assert any(row["clip_id"] in ln and Path(row["video_uri"]).name in ln for ln in lines)
+    proc = vidlake("query", "--index", cli_index, "crimson square", env=env)
+    notes = [ln for ln in proc.stdout.splitlines() if "is not indexed" in ln]
+    assert len(notes) == 1 and notes[0].endswith("clips)"), proc.stdout
+    proc = vidlake("runs", "--index", cli_index, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout and "started (UTC)" in proc.stdout

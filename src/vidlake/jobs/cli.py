@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from vidlake.errors import UsageError, VidlakeError
 
@@ -24,8 +25,36 @@ app = typer.Typer(
 model_app = typer.Typer(no_args_is_help=True, help="Model utilities.")
 app.add_typer(model_app, name="model")
 
-out = Console()
-err = Console(stderr=True)
+# Wider than any line we print: piped output is never wrapped or cut at Rich's 80 columns.
+UNWRAPPED_WIDTH = 100_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for CLI output: no emoji codes, no highlighting, and when not on a terminal,
+    long lines (clip ids, URIs, tables) printed whole.
+
+    Markup stays on for our own styles, so user text (phrases, names, URIs, errors) must go
+    through `plain` or be printed with markup=False; `:x:` and `[/]` in it stay literal.
+    """
+    console = Console(stderr=stderr, emoji=False, highlight=False)
+    if not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+        console.soft_wrap = True
+    return console
+
+
+def plain(text: object, style: str = "") -> Text:
+    """TEXT as a Rich Text, never read as markup or emoji codes."""
+    return Text(str(text), style=style)
+
+
+def failure_line(subject: str, error: str) -> Text:
+    """`failed SUBJECT: ERROR`, the word in red, the user's text literal."""
+    return Text.assemble(("failed", "red"), f" {subject}: {error}")
+
+
+out = make_console()
+err = make_console(stderr=True)
 
 IndexOpt = Annotated[
     str, typer.Option("--index", "-i", help="Index URI: a folder or s3://bucket/path.")

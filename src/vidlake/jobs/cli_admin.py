@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from vidlake.errors import UsageError
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options, plain
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -61,12 +61,12 @@ def compact(
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in report], indent=2))
         return
-    table = Table(title=f"compacted {store.uri} (versions older than {keep} removed)")
+    table = Table(title=plain(f"compacted {store.uri} (versions older than {keep} removed)"))
     for col in ("table", "fragments", "versions", "bytes", "version"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for r in report:
         table.add_row(
-            r.table,
+            plain(r.table),
             f"{r.fragments_before} → {r.fragments_after}",
             f"{r.versions_before} → {r.versions_after}",
             f"{_size(r.bytes_before)} → {_size(r.bytes_after)}",
@@ -99,18 +99,19 @@ def runs(
         print(json.dumps(rows, indent=2))
         return
     if not rows:
-        out.print(f"no runs recorded in {store.uri}", highlight=False)
+        out.print(f"no runs recorded in {store.uri}", markup=False)
         return
     table = Table(title=f"{len(rows)} runs, newest first")
-    for col in ("run", "started (UTC)", "status", "indexed", "failed", "skipped", "clips"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True, overflow="fold")  # whole: `runs --json` finds it
+    for col in ("started (UTC)", "status", "indexed", "failed", "skipped", "clips"):
+        table.add_column(col, overflow="fold")
     table.add_column("frames/s", justify="right")
     table.add_column("wall s", justify="right")
     for r in rows:
         table.add_row(
-            r["run_id"],
+            plain(r["run_id"]),
             r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-",
-            r["status"],
+            plain(r["status"]),
             str(r["n_videos_indexed"]),
             str(r["n_videos_failed"]),
             str(r["n_videos_skipped"]),

@@ -12,7 +12,16 @@ import typer
 from rich.table import Table
 
 from vidlake.errors import UsageError
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, err, out, parse_storage_options
+from vidlake.jobs.cli import (
+    IndexOpt,
+    StorageOpt,
+    app,
+    err,
+    failure_line,
+    out,
+    parse_storage_options,
+    plain,
+)
 
 AsOfOpt = Annotated[
     int | None,
@@ -56,19 +65,22 @@ def _print_rows(rows: list[dict], title: str, as_json: bool, as_csv: bool) -> No
         return
     if not rows:
         return
-    table = Table(title=title)
-    # Names and ids wrap rather than being cut: a truncated clip id cannot be passed on.
-    for col in ("video", "start s", "end s", "objects", "best score", "concept", "clip"):
+    # Cells are Text: names and phrases are the user's, never markup. Names wrap rather than
+    # being cut; the clip id is never wrapped (`preview` takes it), unless the terminal is too
+    # narrow for the table at all, where it folds rather than losing characters.
+    table = Table(title=plain(title))
+    for col in ("video", "start s", "end s", "objects", "best score", "concept"):
         table.add_column(col, overflow="fold")
+    table.add_column("clip", no_wrap=True, overflow="fold")
     for r in rows:
         table.add_row(
-            Path(r["video_uri"]).name,
+            plain(Path(r["video_uri"]).name),
             f"{r['start_s']:.2f}",
             f"{r['end_s']:.2f}",
             str(r["n_objects"]),
             f"{r['max_score']:.3f}",
-            r["concept"],
-            r["clip_id"],
+            plain(r["concept"]),
+            plain(r["clip_id"]),
         )
     out.print(table)
 
@@ -141,13 +153,15 @@ def query(
         )
         note.print(
             f"{concept!r} is not indexed; nearest indexed concepts: {near or '-'}",
-            highlight=False,
+            markup=False,
             soft_wrap=True,
         )
         if not verify:
             clips = engine.candidate_clips(candidates, limit=limit)
             if not (as_json or as_csv):
-                note.print("their clips are candidates; --verify checks them with the model")
+                note.print(
+                    "their clips are candidates; --verify checks them with the model", markup=False
+                )
             _print_rows(
                 _rows(clips, "candidate"),
                 f"{clips.num_rows} candidate clips for {concept!r}",
@@ -166,25 +180,25 @@ def query(
         note.print(
             f"verified {concept!r} with {result.model_id} on {result.n_clips_checked} candidate "
             f"clips: found in {result.n_clips_found}; added to the index",
-            highlight=False,
+            markup=False,
             soft_wrap=True,
         )
         for clip, error in result.failures:
-            note.print(f"[red]failed[/red] {clip}: {error}", highlight=False, soft_wrap=True)
+            note.print(failure_line(clip, error), soft_wrap=True)
     elif verify:
-        note.print(f"{concept!r} is indexed: a lookup, nothing to verify", highlight=False)
+        note.print(f"{concept!r} is indexed: a lookup, nothing to verify", markup=False)
     hits = engine.run(q)
     verified = engine.verified()
     if concept in verified:
         note.print(
             f"{concept!r} was verified at query time on {verified[concept]} candidate clips, "
             "not indexed over every clip",
-            highlight=False,
+            markup=False,
             soft_wrap=True,
         )
     rows = _rows(hits, "hit")
     if not rows and not (as_json or as_csv):
-        out.print(f"no clips with {concept!r}", highlight=False)
+        out.print(f"no clips with {concept!r}", markup=False)
     _print_rows(rows, f"{len(rows)} clips with {concept!r}", as_json, as_csv)
 
 
@@ -202,22 +216,22 @@ def info(
     if as_json:
         print(json.dumps(dataclasses.asdict(details), indent=2))
         return
-    out.print(f"index {details.uri} version {details.version}", highlight=False)
+    out.print(f"index {details.uri} version {details.version}", markup=False)
     table = Table(title="tables")
     table.add_column("table")
     table.add_column("rows", justify="right")
     table.add_column("version", justify="right")
     for name, n in details.counts.items():
-        table.add_row(name, str(n), str(details.versions[name]))
+        table.add_row(plain(name), str(n), str(details.versions[name]))
     out.print(table)
-    out.print(f"models: {', '.join(details.models) or '-'}", highlight=False)
+    out.print(f"models: {', '.join(details.models) or '-'}", markup=False)
     vocab = ", ".join(f"{c} ({n} clips)" for c, n in details.vocabulary.items())
-    out.print(f"vocabulary: {vocab or '-'}", highlight=False)
+    out.print(f"vocabulary: {vocab or '-'}", markup=False)
     if details.verified:
         verified = ", ".join(f"{c} ({n} clips)" for c, n in details.verified.items())
-        out.print(f"verified at query time: {verified}", highlight=False)
+        out.print(f"verified at query time: {verified}", markup=False)
     for uri, error in details.failed:
-        out.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
+        out.print(failure_line(uri, error), soft_wrap=True)
 
 
 @app.command()
@@ -228,7 +242,7 @@ def reindex(index_uri: IndexOpt, storage_option: StorageOpt = None) -> None:
 
     store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
     refresh_indexes(store)
-    out.print(f"rebuilt the query indexes of {store.uri}", highlight=False)
+    out.print(f"rebuilt the query indexes of {store.uri}", markup=False)
 
 
 @app.command()
@@ -255,7 +269,7 @@ def export(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(data))
     n = len(data["annotations"])
-    out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", highlight=False)
+    out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", markup=False)
 
 
 @app.command()
@@ -276,4 +290,4 @@ def preview(
     engine = _open(index_uri, storage_option, as_of)
     concepts = [normalize_phrase(c) for c in concept] if concept else None
     path = write_preview(engine, clip_id, out_path, concepts)
-    out.print(f"wrote {path}", highlight=False)
+    out.print(f"wrote {path}", markup=False)

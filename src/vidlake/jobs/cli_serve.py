@@ -94,13 +94,13 @@ def serve(
     )
     init_ray(address)
     url = start(config)
-    out.print(f"serving {index_uri} at {url} (Ctrl-C stops)", highlight=False, soft_wrap=True)
+    out.print(f"serving {index_uri} at {url} (Ctrl-C stops)", markup=False, soft_wrap=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        out.print("warning: listening beyond this machine without --token", highlight=False)
+        out.print("warning: listening beyond this machine without --token", markup=False)
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        out.print("stopping", highlight=False)
+        out.print("stopping")
     finally:
         stop()
