@@ -6,32 +6,90 @@ opens an index for search.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vidlake.pipeline.index_job import RunSummary
+    from vidlake.records import Prompt
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "index", "open"]
 
 
-def index(sources, index_uri: str, concepts, **options):
-    """Runs an index job (see `vidlake.config.IndexConfig` for options); returns its RunSummary."""
+def index(
+    sources: str | os.PathLike | Iterable[str | os.PathLike],
+    index_uri: str | os.PathLike,
+    concepts: str | Sequence[str],
+    *,
+    model: str = "facebook/sam3",
+    clip_seconds: float = 10.0,
+    fps: float = 6.0,
+    overlap: float = 1.0,
+    max_side: int = 1008,
+    address: str | None = None,
+    actors: int | None = None,
+    actors_per_gpu: int = 3,
+    batch_objects: bool = False,
+    batch_concepts: bool = False,
+    device: str = "auto",
+    storage_options: dict[str, str] | None = None,
+    prune: bool = False,
+    prompts: Sequence[Prompt] = (),
+    max_objects: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RunSummary:
+    """Runs an index job, as `vidlake index` does; returns its RunSummary.
+
+    The keywords are the CLI's options (README, "Commands"): `max_side=0` keeps the native
+    size, `actors=None` sizes the pool to the GPUs, `prompts` are exemplar prompts
+    (`vidlake.model.prompts.parse_exemplars` / `load_prompt_file`). `progress(phase, done,
+    total)` is called as videos ("videos") and clips ("segment"; total 0: not known yet) are
+    done. Bad arguments raise `vidlake.errors.UsageError`; per-video failures are rows of the
+    index and counted in the summary, not exceptions.
+    """
     from vidlake.config import IndexConfig, parse_concepts
+    from vidlake.errors import UsageError
     from vidlake.pipeline.index_job import run_index
 
-    if isinstance(sources, str):
+    if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
+    try:
+        sources = tuple(os.fspath(s) for s in sources)
+    except TypeError:
+        raise UsageError(f"sources must be paths or URIs, got {sources!r}") from None
     config = IndexConfig(
-        sources=tuple(sources),
-        index_uri=index_uri,
+        sources=sources,
+        index_uri=os.fspath(index_uri) if isinstance(index_uri, os.PathLike) else index_uri,
         concepts=parse_concepts(concepts),
-        **options,
+        model=model,
+        clip_seconds=clip_seconds,
+        fps=fps,
+        overlap_s=overlap,
+        max_side=max_side or None,
+        address=address,
+        num_actors=actors,
+        actors_per_gpu=actors_per_gpu,
+        batch_objects=batch_objects,
+        batch_concepts=batch_concepts,
+        device=device,
+        storage_options={} if storage_options is None else storage_options,
+        prune=prune,
+        prompts=tuple(prompts),
+        max_objects=max_objects,
     )
-    return run_index(config)
+    return run_index(config, progress=progress)
 
 
-def open(uri: str, storage_options: dict | None = None, as_of: int | None = None):  # noqa: A001
+def open(uri: str | os.PathLike, storage_options: dict | None = None, as_of: int | None = None):  # noqa: A001
     """The index at URI, ready for `.search(phrase)`; IndexNotFoundError if there is none.
 
     as_of pins the index version (the `videos` table's version) the queries read.
     """
     from vidlake.query.engine import ConceptIndex
 
+    if isinstance(uri, os.PathLike):
+        uri = os.fspath(uri)
     return ConceptIndex.open(uri, storage_options, as_of=as_of)

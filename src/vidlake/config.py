@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -15,7 +16,12 @@ MAX_CONCEPT_CHARS = 200
 
 def parse_concepts(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Concepts from "a, b,c" or a list: stripped, lower-cased, de-duplicated, order kept."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+    if isinstance(text, str):
+        items = text.split(",")
+    elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+        items = list(text)
+    else:
+        raise UsageError(f"concepts must be a string 'a,b' or a list of strings, got {text!r}")
     out: list[str] = []
     for item in items:
         concept = " ".join(item.strip().lower().split())
@@ -67,6 +73,7 @@ class IndexConfig:
     def __post_init__(self) -> None:
         from vidlake.model.prompts import validate_prompts
 
+        self._check_types()
         if not self.sources:
             raise UsageError("no video sources given")
         validate_prompts(self.concepts, self.prompts)
@@ -92,6 +99,32 @@ class IndexConfig:
             raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 1 <= self.actors_per_gpu <= 16:
             raise UsageError(f"--actors-per-gpu must be in 1..16, got {self.actors_per_gpu}")
+
+    def _check_types(self) -> None:
+        """UsageError for a value of the wrong type (the Python API takes whatever it is given)."""
+        numbers = {"clip_seconds": float, "fps": float, "overlap_s": float, "max_side": int,
+                   "num_actors": int, "actors_per_gpu": int, "max_objects": int}  # fmt: skip
+        optional = {"max_side", "num_actors", "max_objects"}
+        for name, kind in numbers.items():
+            value = getattr(self, name)
+            if value is None and name in optional:
+                continue
+            allowed = (int, float) if kind is float else (int,)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                what = "a number" if kind is float else "an integer"
+                raise UsageError(f"{name} must be {what}, got {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise UsageError(f"{name} must be finite, got {value!r}")
+        if not all(isinstance(s, str) for s in self.sources):
+            raise UsageError(f"sources must be paths or URIs, got {self.sources!r}")
+        for name in ("index_uri", "model", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise UsageError(f"{name} must be a string, got {getattr(self, name)!r}")
+        options = self.storage_options
+        if not isinstance(options, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in options.items()
+        ):
+            raise UsageError(f"storage_options must be a dict of strings, got {options!r}")
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

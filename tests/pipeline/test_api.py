@@ -1,0 +1,62 @@
+"""The Python API as the README shows it: `vidlake.index(...)` and `vidlake.open(...)`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import vidlake
+from vidlake.errors import UsageError
+
+
+def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
+    import ray
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    video = Path(synthetic_corpus[0].uri)  # a red square in its first half
+    shutil.copy(video, folder / video.name)
+    calls = []
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    try:
+        summary = vidlake.index(
+            folder, tmp_path / "idx", ["red square", "blue circle"], model="synthetic:color",
+            clip_seconds=2, fps=2, overlap=0.5, max_side=0, actors=1,
+            progress=lambda phase, done, total: calls.append((phase, done, total)),
+        )  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert summary.n_indexed == 1 and summary.n_failed == 0
+    assert ("videos", 1, 1) in calls
+    assert any(phase == "segment" and done > 0 for phase, done, _ in calls)
+
+    hits = vidlake.open(tmp_path / "idx").search("red square").to_pylist()
+    assert hits and all(h["video_uri"] == str(folder / video.name) for h in hits)
+    # max_side=0 kept the native size: the stored masks are the video's.
+    masklets = vidlake.open(tmp_path / "idx").store.dataset("masklets").to_table().to_pylist()
+    assert masklets[0]["masks"][0]["size"] == [
+        synthetic_corpus[0].height,
+        synthetic_corpus[0].width,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"concepts": None}, "concepts must be"),
+        ({"fps": "6"}, "fps must be a number"),
+        ({"clip_seconds": float("nan")}, "clip_seconds must be finite"),
+        ({"actors": 1.5}, "num_actors must be an integer"),
+        ({"storage_options": ["a=b"]}, "storage_options must be a dict"),
+        ({"sources": [1]}, "sources must be paths"),
+        ({"device": "tpu"}, "--device"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_work(kwargs, words, tmp_path):
+    args = {"sources": [str(tmp_path)], "index_uri": str(tmp_path / "idx"),
+            "concepts": "red square", "model": "synthetic:color"} | kwargs  # fmt: skip
+    with pytest.raises(UsageError, match=words):
+        vidlake.index(**args)
+    assert not (tmp_path / "idx").exists()
