@@ -198,3 +198,47 @@ def test_piped_output_is_not_wrapped(cli_index, columns):
     proc = vidlake("runs", "--index", cli_index, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "…" not in proc.stdout and "started (UTC)" in proc.stdout
+
+
+def test_unwritable_out_is_a_one_line_error(cli_index, tmp_path):
+    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    export = ("export", "--index", cli_index, "red square", "--out")
+    preview = ("preview", clip["clip_id"], "--index", cli_index, "--out")
+    assert_one_line_error(vidlake(*export, str(tmp_path)), "is a folder")
+    assert_one_line_error(vidlake(*preview, str(folder)), "is a folder")
+    assert_one_line_error(vidlake(*export, "/proc/nope/x.json"), "/proc/nope/x.json")
+    assert_one_line_error(vidlake(*preview, "/proc/nope/x.png"), "/proc/nope/x.png")
+
+
+def test_verify_with_failed_clips_exits_1_and_retries(synthetic_corpus, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for video in synthetic_corpus[::2]:  # a_red_first_half, c_all_four
+        shutil.copy(video.uri, videos / Path(video.uri).name)
+    index = str(tmp_path / "idx")
+    proc = vidlake(
+        "index", str(videos), "--index", index, "--concepts", "red square,blue circle",
+        "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    moved = videos / "a_red_first_half.mp4"
+    moved.rename(tmp_path / "moved.mp4")
+    verify = ("query", "--index", index, "green triangle", "--verify", "--json")
+    proc = vidlake(*verify)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed; not recorded as verified" in proc.stderr
+    assert f"video not found: {moved}" in proc.stderr
+    found = json.loads(proc.stdout)
+    assert found and all(r["video_uri"].endswith("c_all_four.mp4") for r in found)
+    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+    assert info["verified"] == {}
+    (tmp_path / "moved.mp4").rename(moved)
+    proc = vidlake(*verify)
+    assert proc.returncode == 0, proc.stderr
+    assert "'green triangle' is not indexed" in proc.stderr
+    assert "verified 'green triangle'" in proc.stderr and "failed" not in proc.stderr
+    assert json.loads(proc.stdout) == found  # a_red_first_half shows no green triangle
+    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+    assert info["verified"] == {"green triangle": len(found)}

@@ -36,3 +36,23 @@ def test_verify_adds_hits_that_the_next_query_finds_by_lookup(ray_local, index_c
     # Verifying again checks no clip twice and adds no duplicate rows.
     again.verify("green triangle", candidates=candidates, max_clips=1000)
     assert again.search("green triangle", limit=None).num_rows == len(expected)
+
+
+def test_a_failed_clip_leaves_the_phrase_unverified_until_a_retry_checks_it(index_copy):
+    from vidlake.query.verify import VerifyResult, commit_verified
+
+    engine = ConceptIndex.open(index_copy.uri)
+    failed = {"video_id": "v", "clip_index": 0, "error": "video not found: /moved.mp4"}
+    result = commit_verified(
+        engine.store, "green triangle", [failed], VerifyResult("green triangle", "synthetic:color")
+    )
+    assert result.failures == [("v#0", "video not found: /moved.mp4")]
+    assert not result.recorded
+    again = ConceptIndex.open(index_copy.uri)
+    assert not again.is_indexed("green triangle") and again.verified() == {}
+    # The retry checks the clip that failed; with no failure the phrase is recorded.
+    retry = commit_verified(
+        again.store, "green triangle", [], VerifyResult("green triangle", "synthetic:color")
+    )
+    assert retry.recorded
+    assert ConceptIndex.open(index_copy.uri).is_indexed("green triangle")

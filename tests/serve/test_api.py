@@ -216,7 +216,7 @@ def test_verify_adds_hits_that_search_then_finds(writable_index):
     assert r.status_code == 200, r.text
     body = r.json()
     expected = writable_index.truth("green triangle") & set(candidates)
-    assert body["model_id"] == "synthetic:color" and not body["indexed"]
+    assert body["model_id"] == "synthetic:color" and not body["indexed"] and body["recorded"]
     assert body["n_clips_checked"] == len(candidates)
     assert expected and body["n_clips_found"] == len(expected)
     after = client.get("/search", params={"q": "green triangle", "limit": 1000}).json()

@@ -144,6 +144,7 @@ def query(
     note = err if (as_json or as_csv) else out
     if verify and as_of is not None:
         raise UsageError("--verify writes to the index; it cannot run with --as-of")
+    result = None
     if not engine.is_indexed(concept):
         candidates = engine.candidates(concept)
         near = ", ".join(
@@ -177,14 +178,21 @@ def query(
             device=device,
             address=address,
         )
-        note.print(
-            f"verified {concept!r} with {result.model_id} on {result.n_clips_checked} candidate "
-            f"clips: found in {result.n_clips_found}; added to the index",
-            markup=False,
-            soft_wrap=True,
+        checked = (
+            f"{concept!r} with {result.model_id} on {result.n_clips_checked} candidate clips: "
+            f"found in {result.n_clips_found}"
         )
+        if result.failures:
+            recorded = "" if result.recorded else "; not recorded as verified: --verify retries"
+            note.print(
+                f"checked {checked}, {len(result.failures)} failed{recorded}",
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            note.print(f"verified {checked}; added to the index", markup=False, soft_wrap=True)
         for clip, error in result.failures:
-            note.print(failure_line(clip, error), soft_wrap=True)
+            err.print(failure_line(clip, error), soft_wrap=True)
     elif verify:
         note.print(f"{concept!r} is indexed: a lookup, nothing to verify", markup=False)
     hits = engine.run(q)
@@ -200,6 +208,8 @@ def query(
     if not rows and not (as_json or as_csv):
         out.print(f"no clips with {concept!r}", markup=False)
     _print_rows(rows, f"{len(rows)} clips with {concept!r}", as_json, as_csv)
+    if result is not None and result.failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -259,15 +269,15 @@ def export(
     storage_option: StorageOpt = None,
 ) -> None:
     """Write the masks of a concept's hits as COCO RLE JSON or YouTube-VIS JSON."""
-    from vidlake.query.export import FORMATS, export_hits
+    from vidlake.query.export import FORMATS, export_hits, prepare_output, write_json
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     engine = _open(index_uri, storage_option, as_of)
+    prepare_output(out_path)
     hits = engine.search(phrase, min_score=min_score, videos=video, between=between, limit=limit)
     data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(data))
+    write_json(data, out_path)
     n = len(data["annotations"])
     out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", markup=False)
 

@@ -9,7 +9,9 @@ clip id and timestamps that locate the frame in the source.
 
 from __future__ import annotations
 
+import json
 import posixpath
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -18,6 +20,27 @@ from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
 
 FORMATS = ("coco", "ytvis")
+
+
+def prepare_output(out: Path) -> None:
+    """Checks that OUT can be written as a file, making its folder; a UsageError says why not.
+
+    Called before the work, so a mistyped --out costs no query or decoding.
+    """
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name a file in it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from exc
+
+
+def write_json(data: dict, out: Path) -> None:
+    """Writes DATA to OUT as JSON; a UsageError when OUT cannot be written."""
+    try:
+        out.write_text(json.dumps(data))
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
 
 
 def _rle_json(rle: dict) -> dict:

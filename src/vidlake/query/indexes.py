@@ -174,13 +174,30 @@ def refresh_concepts(store: IndexStore, encoder=None) -> int:
     return len(rows)
 
 
+def is_recorded(store: IndexStore, concept: str) -> bool:
+    """Whether CONCEPT has a row in `concepts` (indexed, or verified at query time)."""
+    return concepts_dataset(store).count_rows(filter=f"concept = {_sql_str(concept)}") > 0
+
+
 def record_verified(
-    store: IndexStore, concept: str, *, n_clips: int, n_clips_checked: int, model_id: str
+    store: IndexStore,
+    concept: str,
+    *,
+    n_clips: int,
+    n_clips_checked: int,
+    model_id: str,
+    n_clips_unrecorded: int = 0,
 ) -> None:
-    """Adds (or updates) a phrase verified at query time, so the next query is a lookup."""
+    """Adds (or updates) a phrase verified at query time, so the next query is a lookup.
+
+    N_CLIPS_CHECKED adds to the clips checked before. N_CLIPS_UNRECORDED: clips holding hits
+    from an earlier attempt that was not recorded (some clips failed); they count as checked
+    when the phrase is first recorded.
+    """
     ds = concepts_dataset(store)
     prev = ds.to_table(filter=f"concept = {_sql_str(concept)}").to_pylist()
-    checked = n_clips_checked + ((prev[0]["n_clips_checked"] or 0) if prev else 0)
+    before = (prev[0]["n_clips_checked"] or 0) if prev else n_clips_unrecorded
+    checked = n_clips_checked + before
     row = {
         "concept": concept,
         "embedding": None,

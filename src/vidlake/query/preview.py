@@ -15,6 +15,7 @@ import numpy as np
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
+from vidlake.query.export import prepare_output
 from vidlake.store.schema import clip_spec
 
 PREVIEW_FORMATS = (".gif", ".mp4", ".png")
@@ -83,9 +84,18 @@ def write_preview(
     suffix = out.suffix.lower()
     if suffix not in PREVIEW_FORMATS:
         raise UsageError(f"--out must end in {', '.join(PREVIEW_FORMATS)}, got {out.name!r}")
+    prepare_output(out)
     frames, clip = overlay_frames(index, clip_id, concepts)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fps = float(clip["sampled_fps"]) or 1.0
+    try:
+        _write_frames(frames, out, fps)
+    except OSError as exc:  # PyAV's file errors are OSErrors too
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def _write_frames(frames: np.ndarray, out: Path, fps: float) -> None:
+    suffix = out.suffix.lower()
     if suffix == ".gif":
         from PIL import Image
 
@@ -105,7 +115,6 @@ def write_preview(
         Image.fromarray(contact_sheet(frames)).save(out)
     else:
         _write_mp4(frames, out, fps)
-    return out
 
 
 def contact_sheet(frames: np.ndarray, columns: int = SHEET_COLUMNS) -> np.ndarray:

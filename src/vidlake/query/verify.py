@@ -31,7 +31,11 @@ VERIFIED_TABLES = ("masklets", "concept_hits")
 
 @dataclass
 class VerifyResult:
-    """What verification did: clips checked, clips where the phrase was found, failures."""
+    """What verification did: clips checked, clips where the phrase was found, failures.
+
+    `recorded`: whether the phrase is now recorded as verified (a lookup for later queries);
+    not when a clip failed on a phrase never recorded before, so a later verification retries.
+    """
 
     phrase: str
     model_id: str
@@ -39,6 +43,7 @@ class VerifyResult:
     n_clips_found: int = 0
     n_masklets: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (clip_id, error)
+    recorded: bool = False
 
 
 def _sql_list(values) -> str:
@@ -223,9 +228,13 @@ def commit_verified(
     """Commits the fragments of verified clips (rows of `write_verified`) and records PHRASE.
 
     Masklets land first and concept_hits last: hits are what lookups find. The phrase is
-    recorded as verified even when no clip shows it, so the next query knows it was checked.
+    recorded as verified once every candidate clip was checked, even when no clip shows it, so
+    the next query knows it was checked. When a clip failed (its video moved away, say), the
+    hits found are committed but the phrase is not recorded: it stays a non-indexed phrase, and
+    the next verification checks the failed clips (and those where nothing was found) again.
+    A phrase recorded before stays recorded, with its counts updated.
     """
-    from vidlake.query.indexes import record_verified
+    from vidlake.query.indexes import is_recorded, record_verified
 
     pending: dict[str, list[bytes]] = {t: [] for t in VERIFIED_TABLES}
     for row in written:
@@ -242,13 +251,26 @@ def commit_verified(
     if result.n_masklets:
         for table in VERIFIED_TABLES:
             store.dataset(table).optimize.optimize_indices()
+    recorded_before = is_recorded(store, phrase)
+    if result.failures and not recorded_before:
+        log.info(
+            "%r not recorded as verified: %d of %d clips failed",
+            phrase,
+            len(result.failures),
+            result.n_clips_checked,
+        )
+        return result
+    n_clips = committed_clips_with(store, phrase)
     record_verified(
         store,
         phrase,
-        n_clips=committed_clips_with(store, phrase),
+        n_clips=n_clips,
         n_clips_checked=result.n_clips_checked,
         model_id=result.model_id,
+        # Hits not found now came from an attempt that had failures and was not recorded.
+        n_clips_unrecorded=n_clips - result.n_clips_found,
     )
+    result.recorded = True
     log.info(
         "verified %r with %s on %d clips: found in %d",
         phrase,

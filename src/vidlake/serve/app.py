@@ -174,6 +174,10 @@ class VerifyResponse(BaseModel):
     n_clips_found: int
     n_masklets: int
     failures: list[tuple[str, str]]
+    recorded: bool = Field(
+        description="Whether the phrase is recorded as verified (a lookup from now on): not when "
+        "a clip failed on a phrase never recorded before, so verifying again retries it."
+    )
     index_version: int
 
 
@@ -665,6 +669,7 @@ def build_app(
                 "n_clips_found": 0,
                 "n_masklets": 0,
                 "failures": [],
+                "recorded": False,
                 "index_version": engine.version,
             }
             return JSONResponse(body)

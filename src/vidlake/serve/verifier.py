@@ -114,7 +114,8 @@ def verify_clips(
 
     Clips of uncommitted videos, and clips already verified for PHRASE, are skipped
     (verify.clip_rows), so verifying twice adds nothing. The phrase is recorded as verified
-    (indexes.record_verified) even when no clip shows it: the next query knows it was checked.
+    (indexes.record_verified) even when no clip shows it, but not while a clip fails (see
+    verify.commit_verified): the next query knows whether it was checked.
     """
     rows = clip_rows(store, list(clip_ids), skip_concept=phrase)
     result = VerifyResult(phrase=phrase, model_id=verifier.model_id)
