@@ -60,10 +60,12 @@ def index(
         sources = tuple(os.fspath(s) for s in sources)
     except TypeError:
         raise UsageError(f"sources must be paths or URIs, got {sources!r}") from None
+    given = bool(concepts.strip()) if isinstance(concepts, str) else bool(concepts)
     config = IndexConfig(
         sources=sources,
         index_uri=os.fspath(index_uri) if isinstance(index_uri, os.PathLike) else index_uri,
-        concepts=parse_concepts(concepts),
+        # Exemplar prompts may stand alone: then no concepts is no error.
+        concepts=parse_concepts(concepts) if given or not prompts else (),
         model=model,
         clip_seconds=clip_seconds,
         fps=fps,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vidlake.config import DEFAULT_MODEL, IndexConfig, parse_concepts
+from vidlake.config import DEFAULT_MODEL
 from vidlake.jobs.cli import IndexOpt, StorageOpt, app, err, model_app, out, parse_storage_options
 
 
@@ -107,33 +107,13 @@ def index(
     ] = None,
 ) -> None:
     """Index videos: find, segment and track every concept in every clip."""
+    import vidlake
     from vidlake.model.prompts import load_prompt_file, parse_exemplars
-    from vidlake.pipeline.index_job import run_index
 
     named = parse_exemplars(exemplar or [], exemplar_name or [], exemplar_text or [])
     if prompts is not None:
         named += load_prompt_file(prompts)
 
-    config = IndexConfig(
-        sources=tuple(sources),
-        index_uri=index_uri,
-        concepts=parse_concepts(concepts) if concepts.strip() or not named else (),
-        model=model,
-        clip_seconds=clip_seconds,
-        fps=fps,
-        overlap_s=overlap,
-        max_side=max_side or None,
-        address=address,
-        num_actors=actors,
-        actors_per_gpu=actors_per_gpu,
-        batch_objects=batch_objects,
-        batch_concepts=batch_concepts,
-        device=device,
-        storage_options=parse_storage_options(storage_option),
-        prune=prune,
-        prompts=named,
-        max_objects=max_objects,
-    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -142,7 +122,14 @@ def index(
         console=err,
         transient=True,
     ) as progress:
-        summary = run_index(config, progress=_progress_reporter(progress))
+        summary = vidlake.index(
+            sources, index_uri, concepts, model=model, clip_seconds=clip_seconds, fps=fps,
+            overlap=overlap, max_side=max_side, address=address, actors=actors,
+            actors_per_gpu=actors_per_gpu, batch_objects=batch_objects,
+            batch_concepts=batch_concepts, device=device,
+            storage_options=parse_storage_options(storage_option), prune=prune, prompts=named,
+            max_objects=max_objects, progress=_progress_reporter(progress),
+        )  # fmt: skip
     for uri, error in summary.failures:
         err.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
     out.print(
