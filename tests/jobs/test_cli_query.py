@@ -242,3 +242,36 @@ def test_verify_with_failed_clips_exits_1_and_retries(synthetic_corpus, tmp_path
     assert json.loads(proc.stdout) == found  # a_red_first_half shows no green triangle
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     assert info["verified"] == {"green triangle": len(found)}
+
+
+def test_export_of_a_phrase_not_indexed_writes_nothing(cli_index, tmp_path):
+    out = tmp_path / "ph.json"
+    proc = vidlake("export", "--index", cli_index, "Purple Hexagon", "--out", str(out))
+    assert_one_line_error(proc, "'purple hexagon' is not indexed", "nearest indexed concepts")
+    assert not out.exists()
+
+
+def test_csv_without_rows_prints_the_header(cli_index):
+    for args in (["red square", "--video", "*nothing*"], ["purple hexagon", "--as-of", "1"]):
+        proc = vidlake("query", "--index", cli_index, *args, "--csv")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == [proc.stdout.splitlines()[0]], proc.stdout
+        header = next(csv.reader(io.StringIO(proc.stdout)))
+        assert "clip_id" in header and header[-1] == "match"
+
+
+def test_scores_outside_0_1_are_rejected(cli_index, tmp_path):
+    query = ("query", "--index", cli_index, "red square")
+    assert_one_line_error(vidlake(*query, "--min-score", "-3"), "--min-score", "-3")
+    assert_one_line_error(vidlake(*query, "--min-presence", "5"), "--min-presence", "5")
+    out = str(tmp_path / "x.json")
+    export = ("export", "--index", cli_index, "red square", "--out", out)
+    assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "--min-score")
+    assert vidlake(*query, "--min-score", "1", "--min-presence", "0").returncode == 0
+
+
+def test_a_version_without_concepts_says_so(cli_index):
+    proc = vidlake("query", "--index", cli_index, "red square", "--as-of", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "'red square' is not indexed: the index at version 1 has no concepts" in proc.stdout
+    assert "nearest" not in proc.stdout and "candidates" not in proc.stdout

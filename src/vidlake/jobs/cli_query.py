@@ -49,19 +49,33 @@ def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = 
     return ConceptIndex.open(index_uri, parse_storage_options(storage_option) or None, as_of)
 
 
-def _rows(hits, match: str) -> list[dict]:
-    return [{**r, "match": match} for r in hits.to_pylist()]
+def _not_indexed(engine, concept: str, candidates) -> str:
+    """What a phrase nobody indexed gets: the line that says so, with its nearest concepts."""
+    if not candidates:
+        if not engine.concepts_table().num_rows and not engine.vocabulary():
+            at = f" at version {engine.as_of}" if engine.as_of is not None else ""
+            return f"{concept!r} is not indexed: the index{at} has no concepts at all"
+        return f"{concept!r} is not indexed, and no indexed concept is near it"
+    near = ", ".join(
+        f"{c.concept} (similarity {c.similarity:.2f}"
+        f"{', words match' if c.text_match else ''}, {c.n_clips} clips)"
+        for c in candidates
+    )
+    return f"{concept!r} is not indexed; nearest indexed concepts: {near}"
 
 
-def _print_rows(rows: list[dict], title: str, as_json: bool, as_csv: bool) -> None:
+def _print_rows(hits, match: str, title: str, as_json: bool, as_csv: bool) -> None:
+    """HITS (an Arrow table of clips) with a `match` column, as JSON, CSV or a table."""
+    rows = [{**r, "match": match} for r in hits.to_pylist()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     if as_csv:
-        if rows:
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        # The header even without rows: a reader of the CSV gets its columns either way.
+        fields = [*hits.column_names, "match"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
         return
     if not rows:
         return
@@ -147,24 +161,16 @@ def query(
     result = None
     if not engine.is_indexed(concept):
         candidates = engine.candidates(concept)
-        near = ", ".join(
-            f"{c.concept} (similarity {c.similarity:.2f}"
-            f"{', words match' if c.text_match else ''}, {c.n_clips} clips)"
-            for c in candidates
-        )
-        note.print(
-            f"{concept!r} is not indexed; nearest indexed concepts: {near or '-'}",
-            markup=False,
-            soft_wrap=True,
-        )
+        note.print(_not_indexed(engine, concept, candidates), markup=False, soft_wrap=True)
         if not verify:
             clips = engine.candidate_clips(candidates, limit=limit)
-            if not (as_json or as_csv):
+            if candidates and not (as_json or as_csv):
                 note.print(
                     "their clips are candidates; --verify checks them with the model", markup=False
                 )
             _print_rows(
-                _rows(clips, "candidate"),
+                clips,
+                "candidate",
                 f"{clips.num_rows} candidate clips for {concept!r}",
                 as_json,
                 as_csv,
@@ -204,10 +210,9 @@ def query(
             markup=False,
             soft_wrap=True,
         )
-    rows = _rows(hits, "hit")
-    if not rows and not (as_json or as_csv):
+    if not hits.num_rows and not (as_json or as_csv):
         out.print(f"no clips with {concept!r}", markup=False)
-    _print_rows(rows, f"{len(rows)} clips with {concept!r}", as_json, as_csv)
+    _print_rows(hits, "hit", f"{hits.num_rows} clips with {concept!r}", as_json, as_csv)
     if result is not None and result.failures:
         raise typer.Exit(1)
 
@@ -269,11 +274,19 @@ def export(
     storage_option: StorageOpt = None,
 ) -> None:
     """Write the masks of a concept's hits as COCO RLE JSON or YouTube-VIS JSON."""
+    from vidlake.query.engine import normalize_phrase
     from vidlake.query.export import FORMATS, export_hits, prepare_output, write_json
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     engine = _open(index_uri, storage_option, as_of)
+    concept = normalize_phrase(phrase)
+    if not engine.is_indexed(concept):
+        # An empty file would read as "indexed, found nowhere"; candidates are not hits.
+        raise UsageError(
+            f"{_not_indexed(engine, concept, engine.candidates(concept))}; "
+            "`vidlake query --verify` can add it"
+        )
     prepare_output(out_path)
     hits = engine.search(phrase, min_score=min_score, videos=video, between=between, limit=limit)
     data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]

@@ -101,6 +101,9 @@ class Query:
             raise UsageError(f"--limit must be >= 1, got {self.limit}")
         if self.min_count < 1:
             raise UsageError(f"--min-count must be >= 1, got {self.min_count}")
+        for name, value in (("--min-score", self.min_score), ("--min-presence", self.min_presence)):
+            if not 0.0 <= value <= 1.0:  # NaN too
+                raise UsageError(f"{name} must be between 0 and 1 (scores are), got {value}")
         if self.between is not None:
             start, end = self.between
             if start > end:
