@@ -1,4 +1,5 @@
-"""`vidlake query/info/reindex/export/preview` as a user runs them: real subprocesses."""
+"""`vidlake query/info/reindex/export/preview` (and the output of `runs` and `compact`) as a
+user runs them: real subprocesses."""
 
 from __future__ import annotations
 
@@ -275,3 +276,26 @@ def test_a_version_without_concepts_says_so(cli_index):
     assert proc.returncode == 0, proc.stderr
     assert "'red square' is not indexed: the index at version 1 has no concepts" in proc.stdout
     assert "nearest" not in proc.stdout and "candidates" not in proc.stdout
+
+
+def test_compact_title_says_what_was_removed(cli_index, tmp_path):
+    index = str(tmp_path / "idx")
+    shutil.copytree(cli_index, index)
+    for retention, words in (
+        ("7d", "(versions older than 7 days removed)"),
+        ("1.5h", "(versions older than 90 minutes removed)"),
+        ("0", "(every version but the latest removed)"),
+    ):
+        proc = vidlake("compact", "--index", index, "--retention", retention)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0] == f"compacted {index} {words}"
+
+
+def test_preview_of_a_concept_not_in_the_clip_is_an_error(cli_index, tmp_path):
+    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+    out = tmp_path / "p.png"
+    proc = vidlake(
+        "preview", clip["clip_id"], "--index", cli_index, "--out", str(out), "--concept", "purple"
+    )
+    assert_one_line_error(proc, "no objects of 'purple'", "red square")
+    assert not out.exists()

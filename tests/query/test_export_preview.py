@@ -14,7 +14,13 @@ from pycocotools.coco import COCO
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
 from vidlake.query.export import export_hits
-from vidlake.query.preview import MASK_ALPHA, concept_color, write_preview
+from vidlake.query.preview import (
+    MASK_ALPHA,
+    OVERLAY_PALETTE,
+    _draw_label,
+    concept_colors,
+    write_preview,
+)
 from vidlake.synthetic.corpus import PALETTE
 
 
@@ -83,9 +89,8 @@ def test_ytvis_export_has_the_documented_fields(engine):
 
 
 def _blend(concept: str) -> np.ndarray:
-    return (1 - MASK_ALPHA) * np.array(PALETTE[concept]) + MASK_ALPHA * np.array(
-        concept_color(concept)
-    )
+    overlay = concept_colors(["red square", "blue circle"])[concept]
+    return (1 - MASK_ALPHA) * np.array(PALETTE[concept]) + MASK_ALPHA * np.array(overlay)
 
 
 def _near(frame: np.ndarray, color: np.ndarray, tol: float) -> int:
@@ -120,9 +125,40 @@ def test_preview_draws_the_masks_in_their_colours(engine, tmp_path, suffix):
     assert _near(frames[0], np.array(PALETTE["red square"]), 12) < 50
 
 
-def test_preview_of_unknown_clip_or_format_is_a_usage_error(engine, tmp_path):
+def test_preview_of_unknown_clip_format_or_concept_is_a_usage_error(engine, tmp_path):
     with pytest.raises(UsageError):
         write_preview(engine, "no-such-clip", tmp_path / "p.gif")
     clip = engine.search("red square", limit=1).column("clip_id")[0].as_py()
     with pytest.raises(UsageError):
         write_preview(engine, clip, tmp_path / "p.bmp")
+    with pytest.raises(UsageError, match="no objects of 'green triangle'"):
+        write_preview(engine, clip, tmp_path / "p.png", ["red square", "green triangle"])
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_concepts_of_one_preview_get_distinct_colours():
+    names = [f"concept {i}" for i in range(len(OVERLAY_PALETTE))]
+    colors = concept_colors(reversed(names))
+    assert sorted(colors) == sorted(names)
+    assert len(set(colors.values())) == len(names)
+    # Distinct to the eye, not just different: no two within 75 on every channel.
+    values = list(colors.values())
+    for i, a in enumerate(values):
+        for b in values[i + 1 :]:
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) >= 75, (a, b)
+    assert concept_colors(["b", "a"]) == concept_colors(["a", "b", "a"])
+
+
+@pytest.mark.parametrize("box", [[150, 0, 160, 8], [0, 40, 10, 48], [156, 44, 160, 48]])
+def test_labels_stay_inside_the_frame(box):
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (160, 48))
+    color = OVERLAY_PALETTE[0]
+    draw = ImageDraw.Draw(image)
+    _draw_label(draw, "red square 0.99", box, color, image.size)
+    left, top, right, bottom = draw.textbbox((0, 0), "red square 0.99")
+    filled = np.argwhere(np.all(np.asarray(image) == color, axis=-1))
+    (y0, x0), (y1, x1) = filled.min(axis=0), filled.max(axis=0)
+    # The whole background is drawn: as wide and high as the text and its padding.
+    assert (x1 - x0 + 1, y1 - y0 + 1) == (right - left + 4, bottom - top + 4)

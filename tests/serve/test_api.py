@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from vidlake.query.preview import concept_color
+from vidlake.query.preview import concept_colors
 from vidlake.serve.app import MAX_BODY_BYTES, MAX_LIMIT, build_app
 
 TOKEN = "s3cret-token"
@@ -90,8 +90,10 @@ def test_clip_masklets_thumbnail_and_preview(client, served_index):
     assert image.n_frames == clip["n_frames"]
     # Both objects are drawn: their boxes' outlines are in their concept's colour.
     pixels = set(image.convert("RGB").get_flattened_data())
+    colours = concept_colors(["red square", "blue circle"])
+    assert len(set(colours.values())) == 2
     for concept in ("red square", "blue circle"):
-        colour = concept_color(concept)
+        colour = colours[concept]
         assert any(max(abs(a - b) for a, b in zip(p, colour, strict=True)) <= 8 for p in pixels)
 
 

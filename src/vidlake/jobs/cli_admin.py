@@ -25,6 +25,19 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def describe_retention(keep: timedelta) -> str:
+    """What compact removed, in words: "versions older than 7 days removed"."""
+    seconds = keep.total_seconds()
+    if seconds <= 0:
+        return "every version but the latest removed"
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    # The largest unit that counts it whole (36h stays hours); fractions of a second as given.
+    unit, size = next(((u, s) for u, s in units if seconds >= s and seconds % s == 0), units[-1])
+    n = seconds / size
+    amount = f"{n:g}"
+    return f"versions older than {amount} {unit}{'' if n == 1 else 's'} removed"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -61,7 +74,7 @@ def compact(
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in report], indent=2))
         return
-    table = Table(title=plain(f"compacted {store.uri} (versions older than {keep} removed)"))
+    table = Table(title=plain(f"compacted {store.uri} ({describe_retention(keep)})"))
     for col in ("table", "fragments", "versions", "bytes", "version"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for r in report:

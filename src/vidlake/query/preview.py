@@ -6,8 +6,7 @@ Frames are decoded again from the source at the size the index stored them.
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +22,48 @@ MASK_ALPHA = 0.55
 SHEET_COLUMNS = 4
 
 
-def concept_color(concept: str) -> tuple[int, int, int]:
-    """A saturated RGB colour per concept, the same in every preview."""
-    hue = int(hashlib.sha1(concept.encode()).hexdigest()[:4], 16) / 0xFFFF
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.9, 1.0)
-    return int(r * 255), int(g * 255), int(b * 255)
+# Sasha Trubetskoy's distinct colours, most distinct first; near pairs (lime, teal, brown)
+# swapped for navy, maroon and olive, so any two differ by 75 or more in some channel.
+OVERLAY_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (250, 190, 212),
+    (0, 0, 128),
+    (128, 0, 0),
+    (128, 128, 0),
+)
+LABEL_PAD = 2  # pixels around a label's text, inside its filled background
+
+
+def concept_colors(concepts: Iterable[str]) -> dict[str, tuple[int, int, int]]:
+    """{concept: RGB}: OVERLAY_PALETTE in the concepts' sorted order, so the concepts drawn in
+    one preview never share a colour (up to the palette's 12) and a clip looks the same each
+    time. A hash per concept would be stable across clips but let two concepts collide.
+    """
+    ordered = sorted(set(concepts))
+    return {c: OVERLAY_PALETTE[i % len(OVERLAY_PALETTE)] for i, c in enumerate(ordered)}
+
+
+def _draw_label(draw, text: str, box: list[float], color, size: tuple[int, int]) -> None:
+    """TEXT on a filled background of COLOR above BOX (inside it near the top edge), kept
+    inside the frame of SIZE (width, height)."""
+    x0, y0 = float(box[0]), float(box[1])
+    left, top, right, bottom = draw.textbbox((0, 0), text)
+    w, h = right - left + 2 * LABEL_PAD, bottom - top + 2 * LABEL_PAD
+    x = min(max(0.0, x0), max(0.0, size[0] - w))
+    y = y0 - h if y0 - h >= 0 else y0
+    y = min(max(0.0, y), max(0.0, size[1] - h))
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=color)
+    # Black on light colours, white on dark (ITU-R BT.601 luma).
+    luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
+    draw.text((x + LABEL_PAD - left, y + LABEL_PAD - top), text, fill=ink)
 
 
 def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None = None):
@@ -48,10 +84,19 @@ def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None
         max_side=max(clip["width"], clip["height"]),
     )
     masklets = index.masklets([clip_id], concepts).to_pylist()
+    if concepts:
+        missing = sorted(set(concepts) - {m["concept"] for m in masklets})
+        if missing:
+            present = sorted({m["concept"] for m in index.masklets([clip_id]).to_pylist()})
+            raise UsageError(
+                f"clip {clip_id} has no objects of {', '.join(map(repr, missing))}; "
+                f"its concepts: {', '.join(present) or 'none'}"
+            )
+    colors = concept_colors(m["concept"] for m in masklets)
     out = frames.astype(np.float32)
     labels: list[list[tuple[list[float], str, tuple[int, int, int]]]] = [[] for _ in frames]
     for m in masklets:
-        color = np.array(concept_color(m["concept"]), np.float32)
+        color = np.array(colors[m["concept"]], np.float32)
         for fi, box, score, rle in zip(
             m["frame_idx"], m["boxes"], m["scores"], m["masks"], strict=True
         ):
@@ -63,15 +108,16 @@ def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None
                     )
                 )
             out[fi][mask] = (1 - MASK_ALPHA) * out[fi][mask] + MASK_ALPHA * color
-            labels[fi].append((box, f"{m['concept']} {score:.2f}", concept_color(m["concept"])))
+            labels[fi].append((box, f"{m['concept']} {score:.2f}", colors[m["concept"]]))
     drawn = []
     for frame, frame_labels in zip(out.astype(np.uint8), labels, strict=True):
         image = Image.fromarray(frame)
         draw = ImageDraw.Draw(image)
-        for box, text, color in frame_labels:
+        for box, _, color in frame_labels:  # boxes first: no box is drawn over a label
             x0, y0, x1, y1 = (float(v) for v in box)
             draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=2)
-            draw.text((x0 + 2, max(0.0, y0 - 11)), text, fill=color)
+        for box, text, color in frame_labels:
+            _draw_label(draw, text, box, color, image.size)
         drawn.append(np.asarray(image))
     return np.stack(drawn), clip
 
