@@ -299,3 +299,14 @@ def test_preview_of_a_concept_not_in_the_clip_is_an_error(cli_index, tmp_path):
     )
     assert_one_line_error(proc, "no objects of 'purple'", "red square")
     assert not out.exists()
+
+
+def test_runs_table_shows_the_model_and_json_the_arguments(cli_index):
+    table = vidlake("runs", "--index", cli_index)
+    assert table.returncode == 0, table.stderr
+    (run,) = json.loads(vidlake("runs", "--index", cli_index, "--json").stdout)
+    assert run["arguments"]["model"] == "synthetic:color" and run["versions"]["vidlake"]
+    row = next(ln for ln in table.stdout.splitlines() if run["run_id"] in ln)
+    assert "synthetic:color" in row and "completed" in row
+    help_text = " ".join(vidlake("runs", "--help").stdout.split())
+    assert "--json adds every argument" in help_text

@@ -95,7 +95,8 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """List the index jobs run on an index: when, status, counts, throughput, arguments."""
+    """List the index jobs run on an index, newest first: when, status, model, video counts,
+    clips and throughput; --json adds every argument and the library versions."""
     from vidlake.store.maintenance import list_runs
     from vidlake.store.tables import IndexStore
 
@@ -116,15 +117,17 @@ def runs(
         return
     table = Table(title=f"{len(rows)} runs, newest first")
     table.add_column("run", no_wrap=True, overflow="fold")  # whole: `runs --json` finds it
-    for col in ("started (UTC)", "status", "indexed", "failed", "skipped", "clips"):
+    for col in ("started (UTC)", "status", "model"):
         table.add_column(col, overflow="fold")
-    table.add_column("frames/s", justify="right")
-    table.add_column("wall s", justify="right")
+    for col in ("indexed", "failed", "skipped", "clips", "frames/s", "wall s"):
+        table.add_column(col, justify="right", overflow="fold")
     for r in rows:
+        arguments = json.loads(r["arguments"]) if r["arguments"] else {}
         table.add_row(
             plain(r["run_id"]),
             r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-",
             plain(r["status"]),
+            plain(arguments.get("model") or "-"),
             str(r["n_videos_indexed"]),
             str(r["n_videos_failed"]),
             str(r["n_videos_skipped"]),
