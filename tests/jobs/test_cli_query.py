@@ -310,3 +310,20 @@ def test_runs_table_shows_the_model_and_json_the_arguments(cli_index):
     assert "synthetic:color" in row and "completed" in row
     help_text = " ".join(vidlake("runs", "--help").stdout.split())
     assert "--json adds every argument" in help_text
+
+
+def test_s3_reads_say_why_the_bucket_cannot_be_read(moto_s3):
+    no_credentials = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/nonexistent/vidlake-test-aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/vidlake-test-aws-credentials",
+    }
+    for args in (["query", "red square"], ["info"], ["runs"], ["compact"]):
+        proc = vidlake(args[0], "--index", "s3://nobucket/idx", *args[1:], env=no_credentials)
+        assert_one_line_error(proc, "s3://nobucket/idx: no AWS credentials found")
+    proc = vidlake(
+        "query", "--index", "s3://vidlake-missing/idx", "red square",
+        env={**os.environ, **moto_s3.env},
+    )  # fmt: skip
+    assert_one_line_error(proc, "no such bucket 'vidlake-missing'")

@@ -75,6 +75,21 @@ def parse_storage_options(items: list[str] | None) -> dict[str, str]:
     return opts
 
 
+def open_store(index_uri: str, storage_option: list[str] | None):
+    """The IndexStore at INDEX_URI for a reading command.
+
+    An s3:// index is checked first as `index` checks it (store.object_store.preflight: one
+    list request), so missing credentials, an unreachable endpoint or a missing bucket are
+    said as such rather than as "not a vidlake index".
+    """
+    from vidlake.store.object_store import preflight
+    from vidlake.store.tables import IndexStore
+
+    options = parse_storage_options(storage_option) or None
+    preflight(index_uri, (), options)
+    return IndexStore.open(index_uri, options)
+
+
 def _register_commands() -> None:
     """Imports the modules that add their commands to `app` (one module per area)."""
     from vidlake.jobs import cli_admin, cli_index, cli_query, cli_serve  # noqa: F401

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from vidlake.errors import UsageError
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options, plain
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, open_store, out, plain
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -66,10 +66,9 @@ def compact(
     import dataclasses
 
     from vidlake.store.maintenance import compact as compact_index
-    from vidlake.store.tables import IndexStore
 
     keep = parse_duration(retention)
-    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    store = open_store(index_uri, storage_option)
     report = compact_index(store, keep, delete_unverified=delete_unverified)
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in report], indent=2))
@@ -98,11 +97,10 @@ def runs(
     """List the index jobs run on an index, newest first: when, status, model, video counts,
     clips and throughput; --json adds every argument and the library versions."""
     from vidlake.store.maintenance import list_runs
-    from vidlake.store.tables import IndexStore
 
     if limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
-    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    store = open_store(index_uri, storage_option)
     rows = list_runs(store, limit).to_pylist()
     if as_json:
         for row in rows:

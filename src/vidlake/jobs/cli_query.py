@@ -18,8 +18,8 @@ from vidlake.jobs.cli import (
     app,
     err,
     failure_line,
+    open_store,
     out,
-    parse_storage_options,
     plain,
 )
 
@@ -46,7 +46,7 @@ def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = 
 
     if as_of is not None and as_of < 1:
         raise UsageError(f"--as-of must be a version >= 1, got {as_of}")
-    return ConceptIndex.open(index_uri, parse_storage_options(storage_option) or None, as_of)
+    return ConceptIndex(open_store(index_uri, storage_option), as_of=as_of)
 
 
 def _not_indexed(engine, concept: str, candidates) -> str:
@@ -253,9 +253,8 @@ def info(
 def reindex(index_uri: IndexOpt, storage_option: StorageOpt = None) -> None:
     """Rebuild the query indexes: concept lookups, full-text and embeddings of concept names."""
     from vidlake.query.indexes import refresh_indexes
-    from vidlake.store.tables import IndexStore
 
-    store = IndexStore.open(index_uri, parse_storage_options(storage_option) or None)
+    store = open_store(index_uri, storage_option)
     refresh_indexes(store)
     out.print(f"rebuilt the query indexes of {store.uri}", markup=False)
 

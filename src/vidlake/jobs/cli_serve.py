@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vidlake.errors import UsageError
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, out, parse_storage_options
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, open_store, out, parse_storage_options
 
 
 def _default_verify_model(index_uri: str, storage_options: dict | None) -> str | None:
@@ -61,7 +61,6 @@ def serve(
     """Serve an index over HTTP (JSON API and a results page) until Ctrl-C."""
     from vidlake.pipeline.index_job import init_ray
     from vidlake.serve.deployments import ServeConfig, start, stop
-    from vidlake.store.tables import IndexStore
 
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1..65535, got {port}")
@@ -72,7 +71,7 @@ def serve(
     if token is not None and not token.strip():
         raise UsageError("--token (or VIDLAKE_TOKEN) is empty")
     options = parse_storage_options(storage_option) or None
-    IndexStore.open(index_uri, options)  # a bad index is a usage error before Ray starts
+    open_store(index_uri, storage_option)  # a bad index is a usage error before Ray starts
     verify_model = None
     if verify:
         verify_model = model or _default_verify_model(index_uri, options)
