@@ -67,6 +67,26 @@ class Server:
         return response.status, raw
 
 
+def _start_serve(index_uri: str, log: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`vidlake serve` on a free port, stderr to LOG; (process, URL) once it serves."""
+    env = {**os.environ, "VIDLAKE_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [VIDLAKE, "serve", "--index", index_uri, "--port", str(_free_port()), *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        if line.startswith("serving "):
+            return proc, line.split(" at ")[1].split()[0]
+    proc.kill()
+    pytest.fail(f"vidlake serve did not start:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="module")
 def server(served_index, tmp_path_factory):
     """`vidlake serve` on a copy of the index (POST /verify writes), token from VIDLAKE_TOKEN."""
@@ -76,25 +96,7 @@ def server(served_index, tmp_path_factory):
     shutil.copytree(served_index.uri, folder / "idx")
     index = ServedIndex(uri=str(folder / "idx"), videos=served_index.videos)
     log = folder / "server.log"
-    env = {**os.environ, "VIDLAKE_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [VIDLAKE, "serve", "--index", index.uri, "--port", str(_free_port())],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=env,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    url = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        line = proc.stdout.readline()
-        if line.startswith("serving "):
-            url = line.split(" at ")[1].split()[0]
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail(f"vidlake serve did not start:\n{log.read_text()[-3000:]}")
+    proc, url = _start_serve(index.uri, log)
     yield Server(url, proc, log, index)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -213,6 +215,24 @@ def test_ctrl_c_stops_the_server(server):
     assert server.proc.wait(timeout=60) == 0, server.log.read_text()[-3000:]
     with pytest.raises(OSError):
         socket.create_connection((server.host, server.port), timeout=2).close()
+
+
+def test_sigterm_stops_quietly_and_requests_are_not_logged(served_index, tmp_path):
+    log = tmp_path / "server.log"
+    proc, url = _start_serve(served_index.uri, log, "--no-verify")
+    server = Server(url, proc, log, served_index)
+    for _ in range(3):
+        assert server.request("GET", "/search?q=red+square")[0] == 200
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "SIGTERM received" not in text and "Traceback" not in text, text[-3000:]
+    assert "GET /search" not in text, text[-3000:]  # Serve's access log is off by default
+    assert "stopping" in proc.stdout.read()
 
 
 def test_serve_refuses_a_missing_index(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Annotated
 
@@ -22,6 +23,10 @@ def _default_verify_model(index_uri: str, storage_options: dict | None) -> str |
     models = videos.to_table(columns=["model_id"], filter=f"status = '{STATUS_INDEXED}'")
     counts = Counter(m for m in models.column("model_id").to_pylist() if m)
     return counts.most_common(1)[0][0] if counts else None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -56,9 +61,12 @@ def serve(
     verify_max_replicas: Annotated[
         int | None, typer.Option(help="At most this many model replicas (default: one per GPU).")
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every HTTP request (Ray Serve's INFO line).")
+    ] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Serve an index over HTTP (JSON API and a results page) until Ctrl-C."""
+    """Serve an index over HTTP (JSON API and a results page) until Ctrl-C or SIGTERM."""
     from vidlake.pipeline.index_job import init_ray
     from vidlake.serve.deployments import ServeConfig, start, stop
 
@@ -90,13 +98,17 @@ def serve(
         verify_device=device,
         verify_min_replicas=verify_min_replicas,
         verify_max_replicas=verify_max_replicas,
+        access_log=access_log,
     )
     init_ray(address)
-    url = start(config)
-    out.print(f"serving {index_uri} at {url} (Ctrl-C stops)", markup=False, soft_wrap=True)
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        out.print("warning: listening beyond this machine without --token", markup=False)
+    # After Ray's init, which installs a handler that dumps a stack on SIGTERM: a service
+    # manager's stop is a normal shutdown, the same as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        url = start(config)
+        out.print(f"serving {index_uri} at {url} (Ctrl-C stops)", markup=False, soft_wrap=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+            out.print("warning: listening beyond this machine without --token", markup=False)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:

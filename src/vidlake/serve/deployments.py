@@ -46,7 +46,7 @@ class ServeConfig:
     verify_min_replicas: int = 0
     verify_max_replicas: int | None = None
     refresh_s: float = REFRESH_S
-    access_log: bool = True
+    access_log: bool = False  # Serve's INFO line per request: off unless `serve --access-log`
 
     @property
     def url(self) -> str:
