@@ -36,6 +36,21 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
+def index_copies(folder: Path, copies: dict[str, str], concepts: str) -> str:
+    """COPIES ({file name: video}) copied to FOLDER/videos and indexed into FOLDER/idx."""
+    videos = folder / "videos"
+    videos.mkdir()
+    for name, uri in copies.items():
+        shutil.copy(uri, videos / name)
+    index = str(folder / "idx")
+    proc = vidlake(
+        "index", str(videos), "--index", index, "--concepts", concepts,
+        "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return index
+
+
 @pytest.fixture(scope="module")
 def cli_index(synthetic_corpus, tmp_path_factory) -> str:
     """red square and blue circle indexed over the corpus, query indexes rebuilt by `reindex`."""
@@ -153,16 +168,7 @@ def test_bad_input_is_a_one_line_error(cli_index, tmp_path):
 def odd_name_index(synthetic_corpus, tmp_path_factory) -> str:
     """One video whose file name looks like Rich markup and emoji codes, indexed."""
     folder = tmp_path_factory.mktemp("odd_names")
-    videos = folder / "videos"
-    videos.mkdir()
-    shutil.copy(synthetic_corpus[0].uri, videos / "[bold]clip :x: a.mp4")
-    index = str(folder / "idx")
-    proc = vidlake(
-        "index", str(videos), "--index", index, "--concepts", "red square",
-        "--model", "synthetic:color", *FAST,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return index
+    return index_copies(folder, {"[bold]clip :x: a.mp4": synthetic_corpus[0].uri}, "red square")
 
 
 def test_user_text_is_printed_literally(cli_index, odd_name_index, tmp_path):
@@ -214,17 +220,10 @@ def test_unwritable_out_is_a_one_line_error(cli_index, tmp_path):
 
 
 def test_verify_with_failed_clips_exits_1_and_retries(synthetic_corpus, tmp_path):
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for video in synthetic_corpus[::2]:  # a_red_first_half, c_all_four
-        shutil.copy(video.uri, videos / Path(video.uri).name)
-    index = str(tmp_path / "idx")
-    proc = vidlake(
-        "index", str(videos), "--index", index, "--concepts", "red square,blue circle",
-        "--model", "synthetic:color", *FAST,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    moved = videos / "a_red_first_half.mp4"
+    # a_red_first_half and c_all_four
+    copies = {Path(v.uri).name: v.uri for v in synthetic_corpus[::2]}
+    index = index_copies(tmp_path, copies, "red square,blue circle")
+    moved = tmp_path / "videos" / "a_red_first_half.mp4"
     moved.rename(tmp_path / "moved.mp4")
     verify = ("query", "--index", index, "green triangle", "--verify", "--json")
     proc = vidlake(*verify)
