@@ -84,6 +84,18 @@ def test_bad_inputs_fail_alone_and_the_rest_is_indexed(mixed_corpus, bad_inputs,
     assert hits and all("bad_" not in h["video_uri"] for h in hits)
 
 
+def test_a_failed_video_is_named_literally(tmp_path, synthetic_corpus):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_corpus[0].uri, folder / "good.mp4")
+    (folder / "odd [bold] :x:.mp4").write_bytes(b"not a video at all" * 100)
+    proc = vidlake("index", str(folder), "--index", str(tmp_path / "idx"),
+                   "--concepts", "red square", "--model", "synthetic:color", *FAST)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"failed {folder / 'odd [bold] :x:.mp4'}: " in proc.stderr, proc.stderr
+
+
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
     assert_one_line_error(
         vidlake("query", "--index", str(tmp_path / "nothing"), "red square"), "not a vidlake index"

@@ -133,6 +133,12 @@ def test_manifest_lines_naming_no_file_are_handed_back_and_the_rest_listed(
     assert "folder" in missing[1][1]
 
 
+def test_a_file_named_with_glob_characters_is_listed_as_itself(video_tree: Path) -> None:
+    odd = video_tree / "clip [1] *.mp4"
+    odd.write_bytes((video_tree / "a.mp4").read_bytes())
+    assert [s.uri for s in list_videos(str(odd))] == [str(odd)]
+
+
 def test_explicit_file_is_listed_whatever_its_extension(video_tree: Path) -> None:
     png = video_tree / "sub" / "frame.png"
     assert [s.uri for s in list_videos(str(png))] == [str(png)]

@@ -9,7 +9,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vidlake.config import DEFAULT_MODEL
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, err, model_app, out, parse_storage_options
+from vidlake.jobs.cli import (
+    IndexOpt,
+    StorageOpt,
+    app,
+    err,
+    failure_line,
+    model_app,
+    out,
+    parse_storage_options,
+)
 
 
 def _progress_reporter(progress: Progress):
@@ -131,7 +140,7 @@ def index(
             max_objects=max_objects, progress=_progress_reporter(progress),
         )  # fmt: skip
     for uri, error in summary.failures:
-        err.print(f"[red]failed[/red] {uri}: {error}", highlight=False, soft_wrap=True)
+        err.print(failure_line(uri, error), soft_wrap=True)
     out.print(
         f"indexed {summary.n_indexed} videos, failed {summary.n_failed}, "
         f"skipped {summary.n_skipped} already indexed"
@@ -155,7 +164,7 @@ def model_tiny(
     from vidlake.model.tiny import build_tiny_sam3
 
     path = build_tiny_sam3(out_dir, seed=seed)
-    out.print(f"wrote a tiny random SAM 3 to {path} (use --model {path})", highlight=False)
+    out.print(f"wrote a tiny random SAM 3 to {path} (use --model {path})", markup=False)
 
 
 @app.command()

@@ -17,12 +17,12 @@ def run_demo(out_dir: Path, console: Console) -> None:
 
     out_dir = Path(out_dir)
     videos = write_corpus(out_dir / "videos")
-    console.print(f"wrote {len(videos)} sample videos to {out_dir / 'videos'}", highlight=False)
+    console.print(f"wrote {len(videos)} sample videos to {out_dir / 'videos'}", markup=False)
     model_dir = build_tiny_sam3(out_dir / "tiny-sam3")
     console.print(
         f"wrote a tiny random SAM 3 to {model_dir}: its detections are random; "
         "real results need the facebook/sam3 checkpoint (see README)",
-        highlight=False,
+        markup=False,
     )
     index_uri = str(out_dir / "index")
     summary = vidlake.index(
@@ -31,14 +31,14 @@ def run_demo(out_dir: Path, console: Console) -> None:
     console.print(
         f"indexed {summary.n_indexed} videos: {summary.n_clips} clips, "
         f"{summary.n_masklets} masklets ({summary.frames_per_s:.1f} frames/s)",
-        highlight=False,
+        markup=False,
     )
     hits = vidlake.open(index_uri).search(DEMO_CONCEPTS[0], limit=10).to_pylist()
-    console.print(f"query {DEMO_CONCEPTS[0]!r}: {len(hits)} clips", highlight=False)
+    console.print(f"query {DEMO_CONCEPTS[0]!r}: {len(hits)} clips", markup=False)
     for h in hits:
         console.print(
             f"  {Path(h['video_uri']).name}  {h['start_s']:.1f}-{h['end_s']:.1f} s  "
             f"objects {h['n_objects']}  best score {h['max_score']:.3f}",
-            highlight=False,
+            markup=False,
         )
-    console.print(f"try: vidlake query --index {index_uri} {DEMO_CONCEPTS[1]!r}", highlight=False)
+    console.print(f"try: vidlake query --index {index_uri} {DEMO_CONCEPTS[1]!r}", markup=False)

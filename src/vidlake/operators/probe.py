@@ -123,7 +123,8 @@ def list_videos(
     listed.
     """
     fs, path = _filesystem(source, storage_options)
-    if has_magic(path):
+    # A name with glob characters that exists as such ("clip [1].mp4") is that file or folder.
+    if has_magic(path) and not fs.exists(path):
         found = [p for p in fs.glob(path) if fs.isfile(p)]
         if not found:
             raise EmptySourceError(f"no files match the glob {source}")
