@@ -15,6 +15,7 @@ import numpy as np
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
 from vidlake.query.export import prepare_output
+from vidlake.store.object_store import fsspec_options
 from vidlake.store.schema import clip_spec
 
 PREVIEW_FORMATS = (".gif", ".mp4", ".png")
@@ -78,9 +79,11 @@ def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None
         raise UsageError(f"no clip {clip_id!r} in this index (clip ids are in query output)")
     clip = rows[0]
     spec = clip_spec(clip)
+    # The store holds Lance's option names; the video is read through fsspec, which names
+    # them its own way (s3fs: key, secret, endpoint_url...).
     frames = decode_clip(
         spec,
-        storage_options=index.store.storage_options,
+        storage_options=fsspec_options(spec.video_uri, index.store.storage_options),
         max_side=max(clip["width"], clip["height"]),
     )
     masklets = index.masklets([clip_id], concepts).to_pylist()
