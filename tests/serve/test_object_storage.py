@@ -92,3 +92,18 @@ def test_preview_of_a_clip_whose_video_is_in_s3(s3_index, tmp_path):
     # The Python API (and `vidlake preview`, which calls it) decodes the same way.
     out = write_preview(vidlake.open(index, options), clip_id, tmp_path / "p.png")
     assert _has_colour(Image.open(out), colour)
+
+
+def test_verify_on_an_index_in_s3_adds_the_hits(s3_index):
+    from vidlake.serve.verifier import ClipSegmenter, LocalVerifier
+
+    index, options = s3_index
+    verifier = LocalVerifier(ClipSegmenter("synthetic:color", index, storage_options=options))
+    client = _client(index, options, verifier)
+    clip_id = _red_clip(client)
+    r = client.post("/verify", json={"phrase": "green triangle", "clip_ids": [clip_id]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["n_clips_checked"] == 1 and body["n_clips_found"] == 1 and body["recorded"]
+    after = client.get("/search", params={"q": "green triangle"}).json()
+    assert after["indexed"] and [h["clip_id"] for h in after["hits"]] == [clip_id]

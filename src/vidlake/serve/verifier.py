@@ -23,6 +23,7 @@ from vidlake.query.verify import (
     decode_stage,
     write_verified,
 )
+from vidlake.store.object_store import lance_options
 from vidlake.store.tables import IndexStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ class ClipSegmenter:
 
         self.model_id = model
         self.index_uri = index_uri
-        self.storage_options = storage_options
+        # Resolved as IndexStore resolves them (aliases, AWS variables, allow_http for an
+        # http:// endpoint): the fragments are written by Lance, which takes no aliases and
+        # refuses plain http without allow_http. Decoding converts them for fsspec itself.
+        self.storage_options = lance_options(storage_options) or None
         # The index job's segment stage, loaded without concepts: each call copies it with the
         # request's phrase (the copy shares the loaded model).
         self._stage = SegmentStage(model, concepts=(), device=device)
