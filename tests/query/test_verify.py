@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from query_truth import truth_clips
 
 from vidlake.query.engine import ConceptIndex
@@ -50,9 +52,16 @@ def test_a_failed_clip_leaves_the_phrase_unverified_until_a_retry_checks_it(inde
     assert not result.recorded
     again = ConceptIndex.open(index_copy.uri)
     assert not again.is_indexed("green triangle") and again.verified() == {}
-    # The retry checks the clip that failed; with no failure the phrase is recorded.
-    retry = commit_verified(
+    # A commit that checked no clip records nothing either.
+    none = commit_verified(
         again.store, "green triangle", [], VerifyResult("green triangle", "synthetic:color")
+    )
+    assert none.n_clips_checked == 0 and not none.recorded
+    assert not ConceptIndex.open(index_copy.uri).is_indexed("green triangle")
+    # The retry checks the clip that failed; with no failure the phrase is recorded.
+    checked = {**failed, "error": "", "fragments": pickle.dumps({}), "n_masklets": 0, "n_hits": 0}
+    retry = commit_verified(
+        again.store, "green triangle", [checked], VerifyResult("green triangle", "synthetic:color")
     )
     assert retry.recorded
     assert ConceptIndex.open(index_copy.uri).is_indexed("green triangle")

@@ -235,6 +235,23 @@ def test_verify_adds_hits_that_search_then_finds(writable_index):
     assert client.post("/verify", json={"phrase": "red square"}).json()["indexed"]
 
 
+def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
+    from vidlake.serve.verifier import ClipSegmenter, LocalVerifier
+
+    verifier = LocalVerifier(ClipSegmenter("synthetic:color", writable_index.uri))
+    client = TestClient(build_app(writable_index.uri, verifier=verifier))
+    known = sorted(writable_index.truth("red square"))[0]
+    r = client.post("/verify", json={"phrase": "red", "clip_ids": ["0000000000000000", known]})
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"] == "no clip 0000000000000000 in this index"
+    # No clip to check: the phrase stays unverified, its nearest concepts still answer it.
+    r = client.post("/verify", json={"phrase": "red", "clip_ids": []})
+    assert r.status_code == 200, r.text
+    assert r.json()["n_clips_checked"] == 0 and not r.json()["recorded"]
+    after = client.get("/search", params={"q": "red"}).json()
+    assert not after["indexed"] and after["candidates"] and after["hits"]
+
+
 def test_page_files_are_package_data():
     static = resources.files("vidlake.serve").joinpath("static")
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css"}

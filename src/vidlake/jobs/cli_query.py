@@ -188,7 +188,13 @@ def query(
             f"{concept!r} with {result.model_id} on {result.n_clips_checked} candidate clips: "
             f"found in {result.n_clips_found}"
         )
-        if result.failures:
+        if not result.n_clips_checked:
+            note.print(
+                f"no candidate clip of {concept!r} left to check; not recorded as verified",
+                markup=False,
+                soft_wrap=True,
+            )
+        elif result.failures:
             recorded = "" if result.recorded else "; not recorded as verified: --verify retries"
             note.print(
                 f"checked {checked}, {len(result.failures)} failed{recorded}",

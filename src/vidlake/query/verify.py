@@ -232,7 +232,8 @@ def commit_verified(
     the next query knows it was checked. When a clip failed (its video moved away, say), the
     hits found are committed but the phrase is not recorded: it stays a non-indexed phrase, and
     the next verification checks the failed clips (and those where nothing was found) again.
-    A phrase recorded before stays recorded, with its counts updated.
+    A phrase recorded before stays recorded, with its counts updated. With no clip checked
+    (every candidate already verified, or none given) nothing is recorded.
     """
     from vidlake.query.indexes import is_recorded, record_verified
 
@@ -252,6 +253,11 @@ def commit_verified(
         for table in VERIFIED_TABLES:
             store.dataset(table).optimize.optimize_indices()
     recorded_before = is_recorded(store, phrase)
+    if not result.n_clips_checked:
+        # Nothing was looked at: recording the phrase would make it a lookup with no hits and
+        # hide the nearest concepts' clips, which are what a later verification checks.
+        result.recorded = recorded_before
+        return result
     if result.failures and not recorded_before:
         log.info(
             "%r not recorded as verified: %d of %d clips failed",

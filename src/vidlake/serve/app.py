@@ -652,8 +652,9 @@ def build_app(
     def verify(request: VerifyRequest) -> JSONResponse:
         """Runs the segmenter with the phrase on candidate clips and adds what it finds.
 
-        Candidates: `clip_ids`, or the clips of the indexed concepts nearest the phrase. Clips
-        already verified for the phrase are skipped. Afterwards /search finds the phrase by
+        Candidates: `clip_ids` (404 when one is not in the index), or the clips of the indexed
+        concepts nearest the phrase. Clips already verified for the phrase are skipped; with no
+        clip left to check, nothing is recorded. Afterwards /search finds the phrase by
         lookup. One verification runs at a time.
         """
         if verifier is None:
@@ -673,6 +674,11 @@ def build_app(
                 "index_version": engine.version,
             }
             return JSONResponse(body)
+        if request.clip_ids is not None:
+            known = set(engine.clips(request.clip_ids).column("clip_id").to_pylist())
+            unknown = sorted(set(request.clip_ids) - known)
+            if unknown:
+                raise HTTPException(404, f"no clip {', '.join(unknown)} in this index")
         with verify_lock:
             clip_ids = request.clip_ids
             if clip_ids is None:
