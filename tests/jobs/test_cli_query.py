@@ -262,11 +262,12 @@ def test_csv_without_rows_prints_the_header(cli_index):
 
 def test_scores_outside_0_1_are_rejected(cli_index, tmp_path):
     query = ("query", "--index", cli_index, "red square")
-    assert_one_line_error(vidlake(*query, "--min-score", "-3"), "--min-score", "-3")
-    assert_one_line_error(vidlake(*query, "--min-presence", "5"), "--min-presence", "5")
+    assert_one_line_error(vidlake(*query, "--min-score", "-3"), "min_score", "-3")
+    assert_one_line_error(vidlake(*query, "--min-presence", "5"), "min_presence", "5")
+    assert_one_line_error(vidlake(*query, "--same-frame"), "--same-frame needs --with")
     out = str(tmp_path / "x.json")
     export = ("export", "--index", cli_index, "red square", "--out", out)
-    assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "--min-score")
+    assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "min_score")
     assert vidlake(*query, "--min-score", "1", "--min-presence", "0").returncode == 0
 
 

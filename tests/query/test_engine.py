@@ -107,6 +107,39 @@ def test_bad_filters_are_usage_errors(engine):
         engine.search("red square", min_count=0)
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((None,), {}, "phrase must be a string, got None"),
+        ((123,), {}, "phrase must be a string, got 123"),
+        ((), {"between": 5}, "between must be (start_s, end_s), got 5"),
+        ((), {"between": (1,)}, "between must be (start_s, end_s), got (1,)"),
+        ((), {"between": ("a", 2)}, "between must be a number, got 'a'"),
+        ((), {"between": (5, 1)}, "between start 5.0 is after end 1.0"),
+        ((), {"limit": "5"}, "limit must be a whole number, got '5'"),
+        ((), {"limit": 2.5}, "limit must be a whole number, got 2.5"),
+        ((), {"limit": 0}, "limit must be >= 1, got 0"),
+        ((), {"min_count": 1.5}, "min_count must be a whole number, got 1.5"),
+        ((), {"min_score": "a"}, "min_score must be a number, got 'a'"),
+        ((), {"min_score": float("nan")}, "min_score must be a finite number, got nan"),
+        ((), {"min_presence": True}, "min_presence must be a number, got True"),
+        ((), {"min_score": 1.5}, "min_score must be between 0 and 1"),
+        ((), {"videos": [1]}, "videos must be a string or a list of strings, got [1]"),
+        ((), {"with_concepts": [None]}, "with_concepts must be a string or a list of strings"),
+        ((), {"with_concepts": 7}, "with_concepts must be a string or a list of strings, got 7"),
+        ((), {"same_frame": "yes"}, "same_frame must be True or False, got 'yes'"),
+        ((), {"same_frame": True}, "same_frame needs with_concepts"),
+        ((), {"order_by": None}, "order_by must be one of score, time, got None"),
+    ],
+)
+def test_search_arguments_are_checked_by_name(engine, args, kwargs, message):
+    """The Python API's errors name its own arguments (not CLI flags), never a raw TypeError."""
+    with pytest.raises(UsageError) as info:
+        engine.search(*(args or ("red square",)), **kwargs)
+    assert message in str(info.value)
+    assert "--" not in str(info.value)
+
+
 def test_not_an_index_and_newer_schema_are_refused(tmp_path, query_index, index_copy):
     with pytest.raises(IndexNotFoundError):
         ConceptIndex.open(str(tmp_path / "nothing"))

@@ -124,6 +124,8 @@ def test_health_and_openapi(client):
         ("/search?q=red+square&colour=red", 400),  # unknown parameter
         ("/search?q=%21%21%21", 400),  # no words
         ("/search?q=" + "a" * 201, 422),
+        ("/search?q=red+square&same_frame=true", 400),  # no `with`
+        ("/search?q=red+square&start_s=5&end_s=1", 400),
         ("/clips/0123456789abcdef", 404),  # well-formed, not in the index
         ("/clips/0123456789abcdef/thumbnail.jpg", 404),
         ("/clips/0123456789abcdef/preview.gif", 404),

@@ -141,6 +141,8 @@ def query(
 
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive")
+    if same_frame and not with_:
+        raise UsageError("--same-frame needs --with PHRASE")
     engine = _open(index_uri, storage_option, as_of)
     concept = normalize_phrase(phrase)
     q = Query(

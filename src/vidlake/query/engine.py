@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import logging
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -59,8 +61,13 @@ ORDERS = ("score", "time")
 IN_LIST_CHUNK = 1000
 
 
-def normalize_phrase(phrase: str) -> str:
-    """The phrase as concepts are stored: lower case, single spaces; UsageError if empty."""
+def normalize_phrase(phrase: str, name: str = "phrase") -> str:
+    """The phrase as concepts are stored: lower case, single spaces; UsageError if empty.
+
+    NAME is the argument the phrase came in, for the message when it is not a string.
+    """
+    if not isinstance(phrase, str):
+        raise UsageError(f"{name} must be a string, got {phrase!r}")
     normalized = " ".join(phrase.strip().lower().split())
     if not any(ch.isalnum() for ch in normalized):
         raise UsageError(f"query phrase {phrase!r} has no words to search for")
@@ -97,23 +104,63 @@ class Query:
     order_by: Literal["score", "time"] = "score"
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise UsageError(f"--limit must be >= 1, got {self.limit}")
-        if self.min_count < 1:
-            raise UsageError(f"--min-count must be >= 1, got {self.min_count}")
-        for name, value in (("--min-score", self.min_score), ("--min-presence", self.min_presence)):
+        # Checked here, where the API, the CLI and the HTTP routes all pass through, and named
+        # as the Python arguments (the CLI's flags and the HTTP parameters say the same).
+        if self.limit is not None and _whole("limit", self.limit) < 1:
+            raise UsageError(f"limit must be >= 1, got {self.limit}")
+        if _whole("min_count", self.min_count) < 1:
+            raise UsageError(f"min_count must be >= 1, got {self.min_count}")
+        for name in ("min_score", "min_presence"):
+            value = _real(name, getattr(self, name))
             if not 0.0 <= value <= 1.0:  # NaN too
                 raise UsageError(f"{name} must be between 0 and 1 (scores are), got {value}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "videos", _strings("videos", self.videos))
+        object.__setattr__(self, "with_concepts", _strings("with_concepts", self.with_concepts))
         if self.between is not None:
-            start, end = self.between
+            if isinstance(self.between, str | bytes) or not isinstance(self.between, Sequence):
+                raise UsageError(f"between must be (start_s, end_s), got {self.between!r}")
+            if len(self.between) != 2:
+                raise UsageError(f"between must be (start_s, end_s), got {self.between!r}")
+            start, end = (_real("between", v) for v in self.between)
             if start > end:
-                raise UsageError(f"--between start {start} is after end {end}")
+                raise UsageError(f"between start {start} is after end {end}")
             if start < 0:
-                raise UsageError(f"--between start must be >= 0, got {start}")
+                raise UsageError(f"between start must be >= 0, got {start}")
+            object.__setattr__(self, "between", (start, end))
         if self.order_by not in ORDERS:
-            raise UsageError(f"order must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
+            raise UsageError(f"order_by must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
+        if not isinstance(self.same_frame, bool):
+            raise UsageError(f"same_frame must be True or False, got {self.same_frame!r}")
         if self.same_frame and not self.with_concepts:
-            raise UsageError("--same-frame needs --with PHRASE")
+            raise UsageError("same_frame needs with_concepts: the phrases to find in one frame")
+
+
+def _whole(name: str, value: object) -> int:
+    """VALUE if it is an int (not a bool, not a float, even 5.0); UsageError naming NAME."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: object) -> float:
+    """VALUE as a finite float if it is a number (not a bool or a string); UsageError else."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    """VALUE as a tuple of strings: one string, or a sequence of them; UsageError else."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{name} must be a string or a list of strings, got {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -205,7 +252,7 @@ class ConceptIndex:
     def refresh(self) -> None:
         """Moves the snapshot to the tables' latest versions (not for an as-of view)."""
         if self.as_of is not None:
-            raise UsageError("an --as-of view of an index is read-only")
+            raise UsageError("an as_of view of an index is read-only")
         self._pin()
 
     @property
@@ -309,19 +356,18 @@ class ConceptIndex:
         of videos with an `indexed` row are returned: rows of a video whose job was killed
         before its commit marker are invisible here.
         """
-        if isinstance(videos, str):
-            videos = [videos]
-        if isinstance(with_concepts, str):
-            with_concepts = [with_concepts]
         query = Query(
             phrase=normalize_phrase(phrase),
-            min_score=float(min_score),
-            min_presence=float(min_presence),
+            min_score=min_score,
+            min_presence=min_presence,
             limit=limit,
-            videos=tuple(videos or ()),
-            between=None if between is None else (float(between[0]), float(between[1])),
-            min_count=int(min_count),
-            with_concepts=tuple(normalize_phrase(p) for p in with_concepts),
+            videos=_strings("videos", videos),
+            between=between,
+            min_count=min_count,
+            with_concepts=tuple(
+                normalize_phrase(p, "with_concepts")
+                for p in _strings("with_concepts", with_concepts)
+            ),
             same_frame=same_frame,
             order_by=order_by,
         )
@@ -521,10 +567,10 @@ class ConceptIndex:
         from vidlake.query.verify import verify_phrase
 
         if self.as_of is not None:
-            raise UsageError("--verify writes to the index; it cannot run on an --as-of view")
+            raise UsageError("verify writes to the index; it cannot run on an as_of view")
         concept = normalize_phrase(phrase)
-        if max_clips < 1:
-            raise UsageError(f"--max-clips must be >= 1, got {max_clips}")
+        if _whole("max_clips", max_clips) < 1:
+            raise UsageError(f"max_clips must be >= 1, got {max_clips}")
         if candidates is None:
             candidates = self.candidates(concept)
         clips = self.candidate_clips(candidates, limit=max_clips)

@@ -480,6 +480,10 @@ def build_app(
         engine = snapshot.current()
         phrase = normalize_phrase(q)
         others = _phrases(with_, "with")
+        if same_frame and not others:
+            raise HTTPException(400, "same_frame needs a `with` phrase to find in the same frame")
+        if start_s is not None and end_s is not None and start_s > end_s:
+            raise HTTPException(400, f"start_s {start_s} is after end_s {end_s}")
         between = None
         if start_s is not None or end_s is not None:
             between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
