@@ -20,10 +20,16 @@ FAST = ["--clip-seconds", "2", "--fps", "4", "--overlap", "0.5", "--max-side", "
 
 
 def vidlake(
-    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [VIDLAKE, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
+        [VIDLAKE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+        cwd=cwd,
     )
 
 
@@ -327,3 +333,31 @@ def test_s3_reads_say_why_the_bucket_cannot_be_read(moto_s3):
         env={**os.environ, **moto_s3.env},
     )  # fmt: skip
     assert_one_line_error(proc, "no such bucket 'vidlake-missing'")
+
+
+def test_export_and_preview_write_an_s3_out(cli_index, moto_s3, tmp_path):
+    """--out s3://... is written to the bucket (with --storage-option), not to ./s3:/..."""
+    from PIL import Image
+
+    bucket = moto_s3.bucket()
+    options = [a for k, v in moto_s3.options.items() for a in ("--storage-option", f"{k}={v}")]
+    s3 = moto_s3.client()
+    out = f"s3://{bucket}/out/red.json"
+    proc = vidlake(
+        "export", "--index", cli_index, "red square", "--out", out, *options, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(f"to {out}")
+    coco = json.loads(s3.get_object(Bucket=bucket, Key="out/red.json")["Body"].read())
+    assert coco["annotations"] and coco["categories"][0]["name"] == "red square"
+
+    (hit, *_) = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
+    out = f"s3://{bucket}/p.gif"
+    proc = vidlake(
+        "preview", hit["clip_id"], "--index", cli_index, "--out", out, *options, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote {out}"
+    gif = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key="p.gif")["Body"].read()))
+    assert gif.format == "GIF" and gif.n_frames > 1
+    assert list(tmp_path.iterdir()) == []  # no local ./s3:/... copy

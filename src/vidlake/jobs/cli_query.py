@@ -271,7 +271,9 @@ def reindex(index_uri: IndexOpt, storage_option: StorageOpt = None) -> None:
 def export(
     phrase: Annotated[str, typer.Argument(help="The concept whose hits to export.")],
     index_uri: IndexOpt,
-    out_path: Annotated[Path, typer.Option("--out", help="The JSON file to write.")],
+    out_path: Annotated[
+        str, typer.Option("--out", help="The JSON file to write (a path or s3://bucket/key).")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="coco (COCO RLE) or ytvis.")] = "coco",
     min_score: MinScoreOpt = 0.0,
     video: VideoOpt = None,
@@ -294,10 +296,10 @@ def export(
             f"{_not_indexed(engine, concept, engine.candidates(concept))}; "
             "`vidlake query --verify` can add it"
         )
-    prepare_output(out_path)
+    prepare_output(out_path, engine.store.storage_options)
     hits = engine.search(phrase, min_score=min_score, videos=video, between=between, limit=limit)
     data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]
-    write_json(data, out_path)
+    write_json(data, out_path, engine.store.storage_options)
     n = len(data["annotations"])
     out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", markup=False)
 
@@ -306,7 +308,10 @@ def export(
 def preview(
     clip_id: Annotated[str, typer.Argument(help="A clip id (from `vidlake query`).")],
     index_uri: IndexOpt,
-    out_path: Annotated[Path, typer.Option("--out", help="FILE.gif, FILE.mp4 or FILE.png.")],
+    out_path: Annotated[
+        str,
+        typer.Option("--out", help="FILE.gif, FILE.mp4 or FILE.png (a path or s3://bucket/key)."),
+    ],
     concept: Annotated[
         list[str] | None, typer.Option("--concept", help="Draw only this concept.")
     ] = None,

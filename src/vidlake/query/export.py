@@ -9,8 +9,12 @@ clip id and timestamps that locate the frame in the source.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import posixpath
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -18,15 +22,45 @@ import pyarrow as pa
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
+from vidlake.store.object_store import fsspec_options, protocol
 
 FORMATS = ("coco", "ytvis")
 
+OutPath = str | os.PathLike
 
-def prepare_output(out: Path) -> None:
+
+def is_remote(out: OutPath) -> bool:
+    """Whether OUT is a URI of another filesystem (s3://...) rather than a local path."""
+    return protocol(os.fspath(out)) not in ("file", "local")
+
+
+def _filesystem(out: str, storage_options: dict | None):
+    """(fsspec filesystem, path) of the URI OUT, opened with STORAGE_OPTIONS (Lance names)."""
+    from fsspec.core import url_to_fs
+
+    try:
+        return url_to_fs(out, **fsspec_options(out, storage_options))
+    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
+        raise UsageError(f"cannot write --out {out}: {exc}") from exc
+
+
+def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     """Checks that OUT can be written as a file, making its folder; a UsageError says why not.
 
-    Called before the work, so a mistyped --out costs no query or decoding.
+    OUT is a local path or a URI (s3://bucket/key), written through fsspec with
+    STORAGE_OPTIONS (the index's, Lance names). Called before the work, so a mistyped --out
+    costs no query or decoding.
     """
+    if is_remote(out):
+        fs, path = _filesystem(os.fspath(out), storage_options)
+        try:
+            is_dir = fs.isdir(path)
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+        if is_dir:
+            raise UsageError(f"--out {out} is a folder; name a file in it")
+        return
+    out = Path(out)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name a file in it")
     try:
@@ -35,12 +69,32 @@ def prepare_output(out: Path) -> None:
         raise UsageError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from exc
 
 
-def write_json(data: dict, out: Path) -> None:
-    """Writes DATA to OUT as JSON; a UsageError when OUT cannot be written."""
-    try:
-        out.write_text(json.dumps(data))
-    except OSError as exc:
-        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+@contextlib.contextmanager
+def local_output(out: OutPath, storage_options: dict | None = None) -> Iterator[Path]:
+    """A local file to write OUT's content to: OUT itself, or for a URI a temporary file that
+    is uploaded to it when the block ends (writers such as PyAV's need a real file)."""
+    if not is_remote(out):
+        yield Path(out)
+        return
+    uri = os.fspath(out)
+    with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
+        local = Path(folder) / posixpath.basename(uri)
+        yield local
+        fs, path = _filesystem(uri, storage_options)
+        try:
+            fs.put_file(str(local), path)
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {uri}: {exc.strerror or exc}") from exc
+
+
+def write_json(data: dict, out: OutPath, storage_options: dict | None = None) -> None:
+    """Writes DATA to OUT (a path or a URI, see prepare_output) as JSON; a UsageError when
+    OUT cannot be written."""
+    with local_output(out, storage_options) as local:
+        try:
+            local.write_text(json.dumps(data))
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
 
 
 def _rle_json(rle: dict) -> dict:

@@ -6,15 +6,16 @@ Frames are decoded again from the source at the size the index stored them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.query.export import prepare_output
+from vidlake.query.export import OutPath, is_remote, local_output, prepare_output
 from vidlake.store.object_store import fsspec_options
 from vidlake.store.schema import clip_spec
 
@@ -126,20 +127,26 @@ def overlay_frames(index: ConceptIndex, clip_id: str, concepts: list[str] | None
 
 
 def write_preview(
-    index: ConceptIndex, clip_id: str, out: str | Path, concepts: list[str] | None = None
-) -> Path:
-    """Writes CLIP_ID's overlay preview to OUT (.gif, .mp4 or .png by its suffix)."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in PREVIEW_FORMATS:
-        raise UsageError(f"--out must end in {', '.join(PREVIEW_FORMATS)}, got {out.name!r}")
-    prepare_output(out)
+    index: ConceptIndex, clip_id: str, out: OutPath, concepts: list[str] | None = None
+) -> Path | str:
+    """Writes CLIP_ID's overlay preview to OUT (.gif, .mp4 or .png by its suffix); gives OUT.
+
+    OUT is a local path or a URI (s3://bucket/key.gif), written with the index's storage
+    options.
+    """
+    out = os.fspath(out) if is_remote(out) else Path(out)
+    name = PurePosixPath(os.fspath(out)).name
+    if PurePosixPath(name).suffix.lower() not in PREVIEW_FORMATS:
+        raise UsageError(f"--out must end in {', '.join(PREVIEW_FORMATS)}, got {name!r}")
+    options = index.store.storage_options
+    prepare_output(out, options)
     frames, clip = overlay_frames(index, clip_id, concepts)
     fps = float(clip["sampled_fps"]) or 1.0
-    try:
-        _write_frames(frames, out, fps)
-    except OSError as exc:  # PyAV's file errors are OSErrors too
-        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    with local_output(out, options) as local:
+        try:
+            _write_frames(frames, local, fps)
+        except OSError as exc:  # PyAV's file errors are OSErrors too
+            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
     return out
 
 
