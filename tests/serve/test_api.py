@@ -53,6 +53,18 @@ def test_search_filters_co_occurrence_and_time(client, served_index):
     assert _clip_ids(r.json()) < served_index.truth("blue circle")
 
 
+def test_repeated_video_globs_are_all_kept(client, served_index):
+    def videos(*globs: str) -> set[str]:
+        params = [("q", "blue circle"), ("limit", MAX_LIMIT), *(("video", g) for g in globs)]
+        r = client.get("/search", params=params)
+        assert r.status_code == 200, r.text
+        return {h["video_name"] for h in r.json()["hits"]}
+
+    assert videos("a_red*") == {"a_red_first_half.mp4"}
+    assert videos("a_red*", "c_all*") == {"a_red_first_half.mp4", "c_all_four.mp4"}
+    assert client.get("/search", params={"q": "red", "video": "x" * 201}).status_code == 422
+
+
 def test_phrase_not_indexed_gives_candidates_not_hits(client):
     body = client.get("/search", params={"q": "green triangle"}).json()
     assert not body["indexed"]
@@ -175,6 +187,11 @@ def test_token_is_needed_on_every_api_request(locked):
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert locked.get(path, headers={"Authorization": TOKEN}).status_code == 401
         assert locked.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        # The scheme is case-insensitive (RFC 7235), the token is not.
+        assert locked.get(path, headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+        assert locked.get(path, headers={"Authorization": f"BEARER {TOKEN}"}).status_code == 200
+        r = locked.get(path, headers={"Authorization": f"bearer {TOKEN.upper()}"})
+        assert r.status_code == 401
     assert locked.post("/verify", json={"phrase": "x"}).status_code == 401
     # The page itself (static, no index data) loads without it, and asks for the token.
     page = locked.get("/")

@@ -241,11 +241,14 @@ async def _no_receive() -> dict:
 
 
 class BearerAuth:
-    """401 for a request without `Authorization: Bearer TOKEN` (compared in constant time)."""
+    """401 for a request without `Authorization: Bearer TOKEN` (compared in constant time).
+
+    The scheme is case-insensitive (RFC 7235: `bearer TOKEN` is the same); the token is not.
+    """
 
     def __init__(self, app: ASGIApp, token: str, public: frozenset[str]):
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
         self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,7 +262,11 @@ class BearerAuth:
             if name == b"authorization":
                 given = value
                 break
-        if not hmac.compare_digest(given, self.expected):
+        scheme, _, credentials = given.strip().partition(b" ")
+        if not (
+            scheme.lower() == b"bearer"
+            and hmac.compare_digest(credentials.lstrip(b" "), self.expected)
+        ):
             detail = "missing bearer token" if not given else "wrong bearer token"
             await _send_json(send, 401, detail, {"WWW-Authenticate": "Bearer"})
             return
@@ -468,7 +475,11 @@ def build_app(
         ] = None,
         same_frame: Annotated[bool, Query(description="`with` phrases in one frame.")] = False,
         video: Annotated[
-            str | None, Query(max_length=MAX_PHRASE_CHARS, description="Glob on video URIs.")
+            list[str] | None,
+            Query(
+                max_length=MAX_WITH,
+                description="Glob on video URIs or file names; repeated: any of them.",
+            ),
         ] = None,
         start_s: Annotated[float | None, Query(ge=0.0, description="Visible after this.")] = None,
         end_s: Annotated[float | None, Query(ge=0.0, description="Visible before this.")] = None,
@@ -480,6 +491,8 @@ def build_app(
         engine = snapshot.current()
         phrase = normalize_phrase(q)
         others = _phrases(with_, "with")
+        if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
+            raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
         if same_frame and not others:
             raise HTTPException(400, "same_frame needs a `with` phrase to find in the same frame")
         if start_s is not None and end_s is not None and start_s > end_s:
