@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from importlib import resources
 
+import lance
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from vidlake.query.preview import concept_colors
 from vidlake.serve.app import MAX_BODY_BYTES, MAX_LIMIT, build_app
@@ -91,6 +93,26 @@ def test_clip_masklets_thumbnail_and_preview(client, served_index):
             x0, y0, x1, y1 = frame["box"]
             assert 0 <= x0 < x1 <= clip["width"] and 0 <= y0 < y1 <= clip["height"]
             assert m["first_s"] <= frame["time_s"] <= m["last_s"]
+
+    assert all("mask" not in f for m in body["masklets"] for f in m["frames"])
+
+    # masks=1 adds each frame's COCO RLE: the synthetic video's drawn shape, near exactly.
+    clips = lance.dataset(f"{served_index.uri}/clips.lance").to_table(
+        columns=["frame_indices"], filter=f"clip_id = '{clip_id}'"
+    )
+    frame_indices = clips.column("frame_indices")[0].as_py()
+    video = served_index.videos[clip["video_uri"]]
+    with_masks = client.get(f"/clips/{clip_id}", params={"masks": 1})
+    assert with_masks.status_code == 200, with_masks.text
+    for m in with_masks.json()["masklets"]:
+        for frame in m["frames"]:
+            rle = frame["mask"]
+            assert rle["size"] == [clip["height"], clip["width"]]
+            assert isinstance(rle["counts"], str)
+            mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+            truth = video.mask(m["concept"], frame_indices[frame["frame"]])
+            overlap = (mask.astype(bool) & truth).sum() / (mask.astype(bool) | truth).sum()
+            assert overlap > 0.8, (m["concept"], frame["frame"], overlap)
 
     thumb = client.get(f"/clips/{clip_id}/thumbnail.jpg")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"

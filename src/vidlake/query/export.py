@@ -97,7 +97,8 @@ def write_json(data: dict, out: OutPath, storage_options: dict | None = None) ->
             raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
 
 
-def _rle_json(rle: dict) -> dict:
+def rle_json(rle: dict) -> dict:
+    """A stored COCO RLE as JSON holds it: size [h, w] and the compressed counts as str."""
     counts = rle["counts"]
     return {
         "size": [int(s) for s in rle["size"]],
@@ -169,7 +170,7 @@ def _coco(clips, clip_ids, masklets, category, categories) -> dict:
                     "id": len(annotations) + 1,
                     "image_id": image_id[(m["clip_id"], fi)],
                     "category_id": category[m["concept"]],
-                    "segmentation": _rle_json(rle),
+                    "segmentation": rle_json(rle),
                     "area": _area(rle),
                     "bbox": _xywh(box),
                     "iscrowd": 0,
@@ -209,7 +210,7 @@ def _ytvis(clips, clip_ids, masklets, category, categories) -> dict:
         n = clip["n_frames"]
         segs, boxes, areas = [None] * n, [None] * n, [None] * n
         for fi, box, rle in zip(m["frame_idx"], m["boxes"], m["masks"], strict=True):
-            segs[fi], boxes[fi], areas[fi] = _rle_json(rle), _xywh(box), _area(rle)
+            segs[fi], boxes[fi], areas[fi] = rle_json(rle), _xywh(box), _area(rle)
         annotations.append(
             {
                 "id": len(annotations) + 1,

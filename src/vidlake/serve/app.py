@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vidlake import __version__
 from vidlake.errors import VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase
+from vidlake.query.export import rle_json
 from vidlake.serve.verifier import Verifier, verify_clips
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,19 @@ class ConceptsResponse(BaseModel):
     concepts: list[ConceptCount]
 
 
+class Rle(BaseModel):
+    size: list[int] = Field(description="[height, width] of the indexed frame.")
+    counts: str = Field(description="COCO compressed RLE (column-major), as pycocotools writes.")
+
+
 class FrameBox(BaseModel):
     frame: int = Field(description="Index into the clip's sampled frames.")
     time_s: float
     box: list[float] = Field(description="x0, y0, x1, y1 in pixels of the indexed frame.")
     score: float | None
+    mask: Rle | None = Field(
+        None, description="The object's mask in this frame; only with `masks=1`."
+    )
 
 
 class MaskletOut(BaseModel):
@@ -558,9 +567,15 @@ def build_app(
             raise HTTPException(404, f"no clip {clip_id} in this index")
         return rows[0]
 
-    @app.get("/clips/{clip_id}", response_model=ClipResponse, dependencies=[_only()])
-    def clip(clip_id: str) -> JSONResponse:
-        """A clip and its masklets: concept, track, score, time range and per-frame boxes."""
+    @app.get("/clips/{clip_id}", response_model=ClipResponse, dependencies=[_only("masks")])
+    def clip(
+        clip_id: str,
+        masks: Annotated[
+            bool, Query(description="Add each frame's mask (COCO RLE): a larger response.")
+        ] = False,
+    ) -> JSONResponse:
+        """A clip and its masklets: concept, track, score, time range and per-frame boxes,
+        and with `masks=1` per-frame masks."""
         engine = snapshot.current()
         row = clip_row(engine, clip_id)
         times = row["frame_times_s"] or []
@@ -569,14 +584,15 @@ def build_app(
             frames = []
             for i, (fi, box) in enumerate(zip(m["frame_idx"], m["boxes"], strict=True)):
                 scores = m["scores"] or []
-                frames.append(
-                    {
-                        "frame": fi,
-                        "time_s": _number(times[fi]) if 0 <= fi < len(times) else None,
-                        "box": [_number(float(v)) for v in box],
-                        "score": _number(float(scores[i])) if i < len(scores) else None,
-                    }
-                )
+                frame = {
+                    "frame": fi,
+                    "time_s": _number(times[fi]) if 0 <= fi < len(times) else None,
+                    "box": [_number(float(v)) for v in box],
+                    "score": _number(float(scores[i])) if i < len(scores) else None,
+                }
+                if masks:
+                    frame["mask"] = rle_json(m["masks"][i])
+                frames.append(frame)
             masklets.append(
                 {
                     **{
