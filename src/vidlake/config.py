@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -102,19 +101,14 @@ class IndexConfig:
 
     def _check_types(self) -> None:
         """UsageError for a value of the wrong type (the Python API takes whatever it is given)."""
-        numbers = {"clip_seconds": float, "fps": float, "overlap_s": float, "max_side": int,
-                   "num_actors": int, "actors_per_gpu": int, "max_objects": int}  # fmt: skip
-        optional = {"max_side", "num_actors", "max_objects"}
-        for name, kind in numbers.items():
+        from vidlake.checks import real, whole
+
+        for name in ("clip_seconds", "fps", "overlap_s"):
+            real(name, getattr(self, name))
+        for name in ("max_side", "num_actors", "actors_per_gpu", "max_objects"):
             value = getattr(self, name)
-            if value is None and name in optional:
-                continue
-            allowed = (int, float) if kind is float else (int,)
-            if isinstance(value, bool) or not isinstance(value, allowed):
-                what = "a number" if kind is float else "an integer"
-                raise UsageError(f"{name} must be {what}, got {value!r}")
-            if kind is float and not math.isfinite(value):
-                raise UsageError(f"{name} must be finite, got {value!r}")
+            if value is not None or name == "actors_per_gpu":
+                whole(name, value)
         if not all(isinstance(s, str) for s in self.sources):
             raise UsageError(f"sources must be paths or URIs, got {self.sources!r}")
         for name in ("index_uri", "model", "device"):

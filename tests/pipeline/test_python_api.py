@@ -47,8 +47,8 @@ def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
     [
         ({"concepts": None}, "concepts must be"),
         ({"fps": "6"}, "fps must be a number"),
-        ({"clip_seconds": float("nan")}, "clip_seconds must be finite"),
-        ({"actors": 1.5}, "num_actors must be an integer"),
+        ({"clip_seconds": float("nan")}, "clip_seconds must be a finite number"),
+        ({"actors": 1.5}, "num_actors must be a whole number"),
         ({"storage_options": ["a=b"]}, "storage_options must be a dict"),
         ({"sources": [1]}, "sources must be paths"),
         ({"device": "tpu"}, "--device"),

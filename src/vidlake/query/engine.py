@@ -14,8 +14,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import logging
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,6 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vidlake.checks import real as _real
+from vidlake.checks import strings as _strings
+from vidlake.checks import whole as _whole
 from vidlake.errors import UsageError
 from vidlake.store.schema import (
     CONCEPT_SOURCE_VERIFIED,
@@ -134,33 +135,6 @@ class Query:
             raise UsageError(f"same_frame must be True or False, got {self.same_frame!r}")
         if self.same_frame and not self.with_concepts:
             raise UsageError("same_frame needs with_concepts: the phrases to find in one frame")
-
-
-def _whole(name: str, value: object) -> int:
-    """VALUE if it is an int (not a bool, not a float, even 5.0); UsageError naming NAME."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UsageError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _real(name: str, value: object) -> float:
-    """VALUE as a finite float if it is a number (not a bool or a string); UsageError else."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UsageError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _strings(name: str, value: object) -> tuple[str, ...]:
-    """VALUE as a tuple of strings: one string, or a sequence of them; UsageError else."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{name} must be a string or a list of strings, got {value!r}")
-    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -361,7 +335,7 @@ class ConceptIndex:
             min_score=min_score,
             min_presence=min_presence,
             limit=limit,
-            videos=_strings("videos", videos),
+            videos=videos,  # Query makes it a tuple of strings
             between=between,
             min_count=min_count,
             with_concepts=tuple(
