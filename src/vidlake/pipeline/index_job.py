@@ -165,6 +165,7 @@ def select_todo(
         ).to_pylist()
     }
     settings = _run_settings(store, {r["run_id"] for r in existing.values()})
+    wanted = clip_settings(config)
     todo, skipped, stale = [], [], []
     for src in sources:
         old = existing.get(src.video_id)
@@ -175,7 +176,7 @@ def select_todo(
             and old["model_id"] == config.model
             and old["vocabulary_hash"] == vocab_hash
             # A run killed before its runs row left no settings: its videos are kept.
-            and settings.get(old["run_id"], clip_settings(config)) == clip_settings(config)
+            and settings.get(old["run_id"], wanted) == wanted
         ):
             skipped.append(src)
             continue
