@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The SAM 3 GPU figures of bench/RESULTS.md in one call on a lent GPU machine (the `device`
 # tool runs it in the repository root, with $OUT for the files that come back):
-#   bash bench/gpu_session.sh [figures] [concepts16] [memory] [compile] [profile] [shared]
-# (default: figures memory shared). figures: sam3_gpu.py at 4 and 1 concepts, batched tracker,
+#   bash bench/gpu_session.sh [all] [figures] [concepts16] [memory] [compile] [profile] [shared]
+# (default: figures memory shared). all: figures and memory in one process. figures: sam3_gpu.py at 4 and 1 concepts, batched tracker,
 # host-side RLE; concepts16; memory: a 16 vs 64-frame clip, with and without dropping old
 # tracker outputs; compile: torch.compile of the vision encoder; profile: sam3_profile.py
 # (where a clip's time goes); shared: K processes sharing the GPU (K segment actors per GPU).
@@ -38,6 +38,14 @@ for step in $steps; do
       timeout "${FIGURES_S:-240}" python3 bench/sam3_gpu.py --frames 60 --concepts 4,1 \
           --repeats 1 --compare-batched --compare-host-rle --workdir "$WORK" \
           --json "$OUT/figures.json" 2>&1 | tee "$OUT/figures.log" ;;
+    all)
+      # figures and memory in one process (one model load: what a 15-minute lease affords):
+      # 4 and 1 concepts, the batched passes, host RLE, then 16- and 64-frame clips with and
+      # without dropping old tracker outputs.
+      timeout "${ALL_S:-450}" python3 bench/sam3_gpu.py --frames 60 --concepts 4,1 \
+          --repeats 1 --compare-batched --compare-host-rle --long-frames 16,64 \
+          --compare-keep-all --workdir "$WORK" --json "$OUT/all.json" 2>&1 \
+          | tee "$OUT/all.log" ;;
     concepts16)
       timeout "${CONCEPTS16_S:-200}" python3 bench/sam3_gpu.py --frames 60 --concepts 16 \
           --repeats 1 --workdir "$WORK" --json "$OUT/concepts16.json" 2>&1 \
@@ -61,6 +69,6 @@ for step in $steps; do
       timeout "${SHARED_S:-190}" python3 bench/sam3_gpu.py --frames 16 --concepts 4 \
           --repeats 1 --shared 1,2,3 --shared-clips 2 --workdir "$WORK" \
           --json "$OUT/shared.json" 2>&1 | tee "$OUT/shared.log" ;;
-    *) echo "unknown step $step (figures concepts16 memory compile profile shared)"; exit 2 ;;
+    *) echo "unknown step $step (all figures concepts16 memory compile profile shared)"; exit 2 ;;
   esac
 done

@@ -325,7 +325,17 @@ def shared_device_rows(folder: str, device: str, args, frames, busy: GpuBusy) ->
         workers = [
             spawn.Process(
                 target=_shared_worker,
-                args=(folder, device, args.objects, frames, args.shared_clips, k, barrier, results),
+                args=(
+                    folder,
+                    device,
+                    args.objects,
+                    frames,
+                    args.shared_clips,
+                    k,
+                    barrier,
+                    results,
+                    args.shared_batched,
+                ),
             )
             for _ in range(k)
         ]
@@ -339,14 +349,14 @@ def shared_device_rows(folder: str, device: str, args, frames, busy: GpuBusy) ->
         wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
         n_frames = sum(n for _, _, n in spans)
         rows.append({"processes": k, "fps": n_frames / wall, "seconds": wall,
-                     "gpu_busy": busy.share})  # fmt: skip
+                     "gpu_busy": busy.share, "batched": args.shared_batched})  # fmt: skip
         share = "n/a" if busy.share is None else f"{busy.share:.0%}"
         print(f"{k} processes sharing the device: {n_frames / wall:.2f} frames/s, "
               f"GPU busy {share}", flush=True)  # fmt: skip
     return rows
 
 
-def _shared_worker(folder, device, objects, frames, n_clips, k, barrier, results) -> None:
+def _shared_worker(folder, device, objects, frames, n_clips, k, barrier, results, batched) -> None:
     import os
 
     import torch
@@ -358,7 +368,7 @@ def _shared_worker(folder, device, objects, frames, n_clips, k, barrier, results
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // k))  # K processes share the cores
 
     concepts = CONCEPT_WORDS[:4]
-    segmenter = Sam3Segmenter(folder, device=device)
+    segmenter = Sam3Segmenter(folder, device=device, batch_objects=batched, batch_concepts=batched)
     segmenter.model.max_num_objects = objects
     calibrate_detections(segmenter, frames[:1], concepts)
     segmenter.segment(frames[:2], concepts)  # warm-up
@@ -423,6 +433,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="then run 4 concepts in K processes sharing the device, for each K listed",
     )  # fmt: skip
     parser.add_argument("--shared-clips", type=int, default=2, help="clips per process")
+    parser.add_argument(
+        "--shared-batched",
+        action="store_true",
+        help="the --shared processes batch objects and concepts (--batch-objects --batch-concepts)",
+    )
     parser.add_argument("--frames", type=int, default=None, help="frames per clip")
     parser.add_argument("--concepts", default="1,4,16", help="concept counts to time")
     parser.add_argument("--objects", type=int, default=16, help="objects tracked per clip")
