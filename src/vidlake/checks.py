@@ -34,3 +34,16 @@ def strings(name: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"{name} must be a string or a list of strings, got {value!r}")
     return tuple(value)
+
+
+def in_order(start: float, end: float, start_name: str, end_name: str) -> None:
+    """UsageError when START is after END, each named as the caller's interface names it
+    (`between start`/`end` in Python, `start_s`/`end_s` over HTTP)."""
+    if start > end:
+        raise UsageError(f"{start_name} {start} is after {end_name} {end}")
+
+
+def same_frame_has_with(same_frame: bool, others: object, flag: str, with_name: str) -> None:
+    """UsageError when FLAG (same frame) is set without phrases to find in that frame."""
+    if same_frame and not others:
+        raise UsageError(f"{flag} needs {with_name}, the phrases to find in the same frame")

@@ -128,7 +128,7 @@ def test_bad_filters_are_usage_errors(engine):
         ((), {"with_concepts": [None]}, "with_concepts must be a string or a list of strings"),
         ((), {"with_concepts": 7}, "with_concepts must be a string or a list of strings, got 7"),
         ((), {"same_frame": "yes"}, "same_frame must be True or False, got 'yes'"),
-        ((), {"same_frame": True}, "same_frame needs with_concepts"),
+        ((), {"same_frame": True}, "same_frame needs with_concepts, the phrases to find in the same frame"),
         ((), {"order_by": None}, "order_by must be one of score, time, got None"),
     ],
 )

@@ -176,6 +176,20 @@ def test_bad_input_is_a_4xx_with_a_json_body(client, url, status):
 
 
 @pytest.mark.parametrize(
+    "params, detail",
+    [
+        ({"same_frame": "true"}, "same_frame needs `with`, the phrases to find in the same frame"),
+        ({"start_s": 5, "end_s": 1}, "start_s 5.0 is after end_s 1.0"),
+    ],
+)
+def test_a_400_names_the_http_parameters(client, params, detail):
+    # Query checks the same, named as its Python arguments (with_concepts, between)
+    r = client.get("/search", params={"q": "red square", **params})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == detail
+
+
+@pytest.mark.parametrize(
     "path",
     [
         "/clips/../../../../etc/passwd",

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vidlake.checks import same_frame_has_with
 from vidlake.errors import UsageError
 from vidlake.jobs.cli import (
     IndexOpt,
@@ -141,8 +142,7 @@ def query(
 
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive")
-    if same_frame and not with_:
-        raise UsageError("--same-frame needs --with PHRASE")
+    same_frame_has_with(same_frame, with_, "--same-frame", "--with PHRASE")
     engine = _open(index_uri, storage_option, as_of)
     concept = normalize_phrase(phrase)
     q = Query(

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vidlake.checks import in_order, same_frame_has_with
 from vidlake.checks import real as _real
 from vidlake.checks import strings as _strings
 from vidlake.checks import whole as _whole
@@ -124,8 +125,7 @@ class Query:
             if len(self.between) != 2:
                 raise UsageError(f"between must be (start_s, end_s), got {self.between!r}")
             start, end = (_real("between", v) for v in self.between)
-            if start > end:
-                raise UsageError(f"between start {start} is after end {end}")
+            in_order(start, end, "between start", "end")
             if start < 0:
                 raise UsageError(f"between start must be >= 0, got {start}")
             object.__setattr__(self, "between", (start, end))
@@ -133,8 +133,7 @@ class Query:
             raise UsageError(f"order_by must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
         if not isinstance(self.same_frame, bool):
             raise UsageError(f"same_frame must be True or False, got {self.same_frame!r}")
-        if self.same_frame and not self.with_concepts:
-            raise UsageError("same_frame needs with_concepts: the phrases to find in one frame")
+        same_frame_has_with(self.same_frame, self.with_concepts, "same_frame", "with_concepts")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vidlake import __version__
-from vidlake.errors import VidlakeError
+from vidlake.checks import in_order, same_frame_has_with
+from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase
 from vidlake.query.export import rle_json
 from vidlake.serve.verifier import Verifier, verify_clips
@@ -502,10 +503,12 @@ def build_app(
         others = _phrases(with_, "with")
         if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
-        if same_frame and not others:
-            raise HTTPException(400, "same_frame needs a `with` phrase to find in the same frame")
-        if start_s is not None and end_s is not None and start_s > end_s:
-            raise HTTPException(400, f"start_s {start_s} is after end_s {end_s}")
+        try:  # Query checks these too, but named as its Python arguments
+            same_frame_has_with(same_frame, others, "same_frame", "`with`")
+            if start_s is not None and end_s is not None:
+                in_order(start_s, end_s, "start_s", "end_s")
+        except UsageError as exc:
+            raise HTTPException(400, str(exc)) from None
         between = None
         if start_s is not None or end_s is not None:
             between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
