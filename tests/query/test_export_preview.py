@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.query.export import export_hits
+from vidlake.query.export import export_hits, write_json
 from vidlake.query.preview import (
     MASK_ALPHA,
     OVERLAY_PALETTE,
@@ -134,6 +134,17 @@ def test_preview_of_unknown_clip_format_or_concept_is_a_usage_error(engine, tmp_
     with pytest.raises(UsageError, match="no objects of 'green triangle'"):
         write_preview(engine, clip, tmp_path / "p.png", ["red square", "green triangle"])
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_failed_write_is_a_usage_error_naming_out(engine):
+    # /proc exists (its "folder" is made), but no file can be created in it
+    with pytest.raises(UsageError, match=r"^cannot write --out /proc/vidlake\.json: "):
+        write_json({"a": 1}, "/proc/vidlake.json")
+    clip = engine.search("red square", limit=1).column("clip_id")[0].as_py()
+    for suffix in (".png", ".gif", ".mp4"):
+        out = f"/proc/vidlake{suffix}"
+        with pytest.raises(UsageError, match=rf"^cannot write --out {out}: "):
+            write_preview(engine, clip, out)
 
 
 def test_concepts_of_one_preview_get_distinct_colours():

@@ -44,6 +44,15 @@ def _filesystem(out: str, storage_options: dict | None):
         raise UsageError(f"cannot write --out {out}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def writing(out: OutPath) -> Iterator[None]:
+    """Turns an OSError raised in the block into a one-line UsageError naming --out OUT."""
+    try:
+        yield
+    except OSError as exc:  # PyAV's and fsspec's file errors are OSErrors too
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+
+
 def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     """Checks that OUT can be written as a file, making its folder; a UsageError says why not.
 
@@ -53,10 +62,8 @@ def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     """
     if is_remote(out):
         fs, path = _filesystem(os.fspath(out), storage_options)
-        try:
+        with writing(out):
             is_dir = fs.isdir(path)
-        except OSError as exc:
-            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
         if is_dir:
             raise UsageError(f"--out {out} is a folder; name a file in it")
         return
@@ -81,20 +88,15 @@ def local_output(out: OutPath, storage_options: dict | None = None) -> Iterator[
         local = Path(folder) / posixpath.basename(uri)
         yield local
         fs, path = _filesystem(uri, storage_options)
-        try:
+        with writing(uri):
             fs.put_file(str(local), path)
-        except OSError as exc:
-            raise UsageError(f"cannot write --out {uri}: {exc.strerror or exc}") from exc
 
 
 def write_json(data: dict, out: OutPath, storage_options: dict | None = None) -> None:
     """Writes DATA to OUT (a path or a URI, see prepare_output) as JSON; a UsageError when
     OUT cannot be written."""
-    with local_output(out, storage_options) as local:
-        try:
-            local.write_text(json.dumps(data))
-        except OSError as exc:
-            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    with local_output(out, storage_options) as local, writing(out):
+        local.write_text(json.dumps(data))
 
 
 def rle_json(rle: dict) -> dict:

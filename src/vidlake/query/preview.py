@@ -15,7 +15,7 @@ import numpy as np
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.query.export import OutPath, is_remote, local_output, prepare_output
+from vidlake.query.export import OutPath, is_remote, local_output, prepare_output, writing
 from vidlake.store.object_store import fsspec_options
 from vidlake.store.schema import clip_spec
 
@@ -142,11 +142,8 @@ def write_preview(
     prepare_output(out, options)
     frames, clip = overlay_frames(index, clip_id, concepts)
     fps = float(clip["sampled_fps"]) or 1.0
-    with local_output(out, options) as local:
-        try:
-            _write_frames(frames, local, fps)
-        except OSError as exc:  # PyAV's file errors are OSErrors too
-            raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
+    with local_output(out, options) as local, writing(out):
+        _write_frames(frames, local, fps)
     return out
 
 
