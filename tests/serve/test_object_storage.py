@@ -107,3 +107,21 @@ def test_verify_on_an_index_in_s3_adds_the_hits(s3_index):
     assert body["n_clips_checked"] == 1 and body["n_clips_found"] == 1 and body["recorded"]
     after = client.get("/search", params={"q": "green triangle"}).json()
     assert after["indexed"] and [h["clip_id"] for h in after["hits"]] == [clip_id]
+
+
+def test_serve_resolves_storage_options_on_the_driver(monkeypatch):
+    # Replicas on other nodes may lack the driver's AWS variables: the config they are
+    # started with carries the options resolved where `vidlake serve` runs.
+    from vidlake.serve.deployments import ServeConfig
+
+    for name in ("AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "driver-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "driver-secret")
+    config = ServeConfig("s3://bucket/index", storage_options={"endpoint": "http://127.0.0.1:9"})
+    assert config.storage_options == {
+        "aws_endpoint": "http://127.0.0.1:9",
+        "aws_access_key_id": "driver-key",
+        "aws_secret_access_key": "driver-secret",
+        "allow_http": "true",
+    }

@@ -18,6 +18,7 @@ from ray.serve import Application
 
 from vidlake.serve.app import REFRESH_S, build_app
 from vidlake.serve.verifier import ClipSegmenter, HandleVerifier
+from vidlake.store.object_store import lance_options
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class ServeConfig:
     verify_max_replicas: int | None = None
     refresh_s: float = REFRESH_S
     access_log: bool = False  # Serve's INFO line per request: off unless `serve --access-log`
+
+    def __post_init__(self) -> None:
+        # Resolved here, on the driver (aliases, the driver's AWS variables, allow_http), as the
+        # index job resolves them: replicas on other nodes may lack the variables.
+        object.__setattr__(self, "storage_options", lance_options(self.storage_options) or None)
 
     @property
     def url(self) -> str:
