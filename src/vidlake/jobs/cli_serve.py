@@ -114,4 +114,4 @@ def serve(
     except KeyboardInterrupt:
         out.print("stopping")
     finally:
-        stop()
+        stop(embedded=address is None)

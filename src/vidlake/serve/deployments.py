@@ -99,6 +99,7 @@ def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application
             name="segmenter",
             ray_actor_options={"num_gpus": 1} if cluster_gpus else {"num_cpus": 1},
             max_ongoing_requests=1,  # one clip batch at a time per model copy
+            logging_config={"log_level": "WARNING"},
             autoscaling_config={
                 "min_replicas": config.verify_min_replicas,
                 "initial_replicas": config.verify_min_replicas,
@@ -112,8 +113,12 @@ def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application
         num_replicas=config.replicas,
         ray_actor_options={"num_cpus": config.api_cpus},
         max_ongoing_requests=API_MAX_ONGOING,
-        # Serve's per-request access log line costs a few percent of a small request's CPU.
-        logging_config={"enable_access_log": config.access_log},
+        # Serve's per-request access log line costs a few percent of a small request's CPU;
+        # without it, a replica's INFO lines are Serve's own chatter.
+        logging_config={
+            "enable_access_log": config.access_log,
+            "log_level": "INFO" if config.access_log else "WARNING",
+        },
     )
     return api.bind(
         index_uri,
@@ -133,15 +138,26 @@ def start(config: ServeConfig) -> str:
     import ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
+    # Serve logs each step of a start (controller, proxy, replicas) at INFO, on the driver and
+    # forwarded from its actors: the CLI says what is served; warnings and errors still show.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(
         http_options={"host": config.host, "port": config.port},
         proxy_location="HeadOnly",
+        logging_config={"log_level": "WARNING"},
     )
     serve.run(build_application(config, gpus), name=APP_NAME, route_prefix="/", blocking=False)
     log.info("vidlake serving %s at %s", config.index_uri, config.url)
     return config.url
 
 
-def stop() -> None:
-    """Deletes the application and shuts Serve down (the Ray connection stays)."""
-    serve.shutdown()
+def stop(embedded: bool = False) -> None:
+    """Deletes the application and shuts Serve down. EMBEDDED: Ray was started for this server
+    alone, so it is shut down with everything in it (Serve's own shutdown makes Ray print a
+    "graceful_shutdown failed" line for its controller, which it stops by killing it)."""
+    import ray
+
+    if embedded:
+        ray.shutdown()
+    else:
+        serve.shutdown()
