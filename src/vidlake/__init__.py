@@ -32,8 +32,8 @@ def index(
     address: str | None = None,
     actors: int | None = None,
     actors_per_gpu: int = 3,
-    batch_objects: bool = False,
-    batch_concepts: bool = False,
+    batch_objects: bool | None = None,
+    batch_concepts: bool | None = None,
     device: str = "auto",
     storage_options: dict[str, str] | None = None,
     prune: bool = False,
@@ -44,11 +44,12 @@ def index(
     """Runs an index job, as `vidlake index` does; returns its RunSummary.
 
     The keywords are the CLI's options (README, "Commands"): `max_side=0` keeps the native
-    size, `actors=None` sizes the pool to the GPUs, `prompts` are exemplar prompts
-    (`vidlake.model.prompts.parse_exemplars` / `load_prompt_file`). `progress(phase, done,
-    total)` is called as videos ("videos") and clips ("segment"; total 0: not known yet) are
-    done. Bad arguments raise `vidlake.errors.UsageError`; per-video failures are rows of the
-    index and counted in the summary, not exceptions.
+    size, `actors=None` sizes the pool to the GPUs, `batch_objects`/`batch_concepts` None
+    batch SAM 3's passes with CUDA only (False for both: the CLI's `--exact`), `prompts` are
+    exemplar prompts (`vidlake.model.prompts.parse_exemplars` / `load_prompt_file`).
+    `progress(phase, done, total)` is called as videos ("videos") and clips ("segment"; total
+    0: not known yet) are done. Bad arguments raise `vidlake.errors.UsageError`; per-video
+    failures are rows of the index and counted in the summary, not exceptions.
     """
     from vidlake.config import IndexConfig, parse_concepts
     from vidlake.errors import UsageError

@@ -56,11 +56,12 @@ class IndexConfig:
     # an H200 93% busy (bench/RESULTS.md). Each holds its own model (~3.4 GiB) and clip state.
     actors_per_gpu: int = 3
     # SAM 3: alike tracked objects through the tracker in one batched pass per frame (faster;
-    # not bit-identical to transformers' per-object passes, see Sam3Segmenter).
-    batch_objects: bool = False
+    # not bit-identical to transformers' per-object passes, see Sam3Segmenter). None: on with
+    # CUDA, off on CPU (`--exact`: False, `--batch-objects`: True).
+    batch_objects: bool | None = None
     # SAM 3: the detector once per frame for all concepts instead of once per concept (faster;
-    # equal to float rounding, see Sam3Segmenter).
-    batch_concepts: bool = False
+    # equal to float rounding, see Sam3Segmenter). None: as batch_objects.
+    batch_concepts: bool | None = None
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     prune: bool = False
@@ -90,10 +91,15 @@ class IndexConfig:
             raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
         from vidlake.model import is_sam3
 
-        for flag, on in (("--batch-objects", self.batch_objects),
-                         ("--batch-concepts", self.batch_concepts)):  # fmt: skip
+        for name, on in (("batch_objects", self.batch_objects),
+                         ("batch_concepts", self.batch_concepts)):  # fmt: skip
+            if on is not None and not isinstance(on, bool):
+                raise UsageError(f"{name} must be True, False or None, got {on!r}")
             if on and not is_sam3(self.model):
+                flag = "--" + name.replace("_", "-")
                 raise UsageError(f"{flag} needs a SAM 3 model, not {self.model!r}")
+            if on is False and not is_sam3(self.model):
+                object.__setattr__(self, name, None)  # other segmenters have no such passes
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 1 <= self.actors_per_gpu <= 16:

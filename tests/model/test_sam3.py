@@ -7,7 +7,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from vidlake.errors import UsageError
-from vidlake.model.sam3 import Sam3Segmenter
+from vidlake.model.sam3 import Sam3Segmenter, batched
 from vidlake.model.segmenter import ConceptSegmenter
 
 
@@ -170,3 +170,26 @@ def test_no_concepts_or_no_frames_gives_no_masklets(tiny_segmenter, clip_frames,
 def test_frames_that_are_not_uint8_rgb_are_a_usage_error(tiny_segmenter, frames, concepts):
     with pytest.raises(UsageError, match="uint8 RGB"):
         tiny_segmenter.segment(frames, concepts)
+
+
+@pytest.mark.parametrize(
+    "asked, device, expected",
+    [(None, "cuda", True), (None, "cuda:1", True), (None, "cpu", False),
+     (False, "cuda", False), (True, "cpu", True)],
+)  # fmt: skip
+def test_passes_are_batched_by_default_with_cuda_only(asked, device, expected):
+    assert batched(asked, device) is expected
+
+
+def test_batched_passes_are_installed_as_asked(tiny_sam3_dir):
+    def installed(segmenter):  # the instance-level overrides of vidlake.model.batched_*
+        return ("forward" in vars(segmenter.model.tracker_model),
+                "run_detection" in vars(segmenter.model))  # fmt: skip
+
+    default = Sam3Segmenter(str(tiny_sam3_dir), device="cpu")
+    assert (default.batch_objects, default.batch_concepts) == (False, False)
+    assert installed(default) == (False, False)  # CPU: bit for bit the reference
+    both = Sam3Segmenter(str(tiny_sam3_dir), device="cpu", batch_objects=True, batch_concepts=True)
+    assert installed(both) == (True, True)
+    objects = Sam3Segmenter(str(tiny_sam3_dir), device="cpu", batch_objects=True)
+    assert installed(objects) == (True, False)

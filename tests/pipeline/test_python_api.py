@@ -52,6 +52,8 @@ def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
         ({"storage_options": ["a=b"]}, "storage_options must be a dict"),
         ({"sources": [1]}, "sources must be paths"),
         ({"device": "tpu"}, "--device"),
+        ({"batch_objects": "yes"}, "batch_objects must be True, False or None"),
+        ({"batch_concepts": True}, "--batch-concepts needs a SAM 3 model"),
     ],
 )
 def test_bad_arguments_are_usage_errors_before_any_work(kwargs, words, tmp_path):
@@ -60,3 +62,15 @@ def test_bad_arguments_are_usage_errors_before_any_work(kwargs, words, tmp_path)
     with pytest.raises(UsageError, match=words):
         vidlake.index(**args)
     assert not (tmp_path / "idx").exists()
+
+
+def test_exact_passes_mean_nothing_to_other_segmenters(tmp_path):
+    from vidlake.config import IndexConfig
+
+    config = IndexConfig(sources=(str(tmp_path),), index_uri=str(tmp_path / "idx"),
+                         concepts=("red square",), model="synthetic:color",
+                         batch_objects=False, batch_concepts=False)  # fmt: skip
+    assert (config.batch_objects, config.batch_concepts) == (None, None)
+    sam3 = IndexConfig(sources=(str(tmp_path),), index_uri=str(tmp_path / "idx"),
+                       concepts=("red square",), batch_objects=False)  # fmt: skip
+    assert (sam3.batch_objects, sam3.batch_concepts) == (False, None)

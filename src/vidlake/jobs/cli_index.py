@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vidlake.config import DEFAULT_MODEL
+from vidlake.errors import UsageError
 from vidlake.jobs.cli import (
     IndexOpt,
     StorageOpt,
@@ -32,6 +33,13 @@ def _progress_reporter(progress: Progress):
         progress.update(tasks[phase], completed=done, total=total or None)
 
     return report
+
+
+def _batched(flag: bool, exact: bool) -> bool | None:
+    """A --batch-* flag with --exact: True (asked for), False (--exact), None (by device)."""
+    if flag and exact:
+        raise UsageError("--exact cannot go with --batch-objects or --batch-concepts")
+    return True if flag else (False if exact else None)
 
 
 @app.command()
@@ -69,7 +77,7 @@ def index(
         typer.Option(
             "--batch-objects",
             help="SAM 3: track alike objects in one batched pass per frame instead of one pass "
-            "per object (faster; masks equal to float rounding, not bit for bit).",
+            "per object, also on CPU (the default with CUDA; masks equal to float rounding).",
         ),
     ] = False,
     batch_concepts: Annotated[
@@ -77,7 +85,15 @@ def index(
         typer.Option(
             "--batch-concepts",
             help="SAM 3: run the detector once per frame for all concepts instead of once per "
-            "concept (faster; equal to float rounding, not bit for bit).",
+            "concept, also on CPU (the default with CUDA; equal to float rounding).",
+        ),
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="SAM 3: one pass per object and per concept as transformers runs them, also "
+            "with CUDA (2.3x slower there; bit for bit the reference on CPU).",
         ),
     ] = False,
     device: Annotated[
@@ -134,8 +150,8 @@ def index(
         summary = vidlake.index(
             sources, index_uri, concepts, model=model, clip_seconds=clip_seconds, fps=fps,
             overlap=overlap, max_side=max_side, address=address, actors=actors,
-            actors_per_gpu=actors_per_gpu, batch_objects=batch_objects,
-            batch_concepts=batch_concepts, device=device,
+            actors_per_gpu=actors_per_gpu, batch_objects=_batched(batch_objects, exact),
+            batch_concepts=_batched(batch_concepts, exact), device=device,
             storage_options=parse_storage_options(storage_option), prune=prune, prompts=named,
             max_objects=max_objects, progress=_progress_reporter(progress),
         )  # fmt: skip

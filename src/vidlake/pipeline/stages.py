@@ -187,16 +187,16 @@ class SegmentStage:
         prompts: tuple = (),
         max_objects: int | None = None,
         storage_options: dict | None = None,
-        batch_objects: bool = False,
-        batch_concepts: bool = False,
+        batch_objects: bool | None = None,
+        batch_concepts: bool | None = None,
     ):
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
 
-        # SAM 3 only (IndexConfig checks), so passed only when asked for
-        options = {k: True for k, on in (("batch_objects", batch_objects),
-                                         ("batch_concepts", batch_concepts)) if on}  # fmt: skip
+        # SAM 3 only (IndexConfig checks), so passed only when set (None: SAM 3's default)
+        batching = {"batch_objects": batch_objects, "batch_concepts": batch_concepts}
+        options = {k: v for k, v in batching.items() if v is not None}
         self.segmenter = load_segmenter(model, device=device, **options)
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
