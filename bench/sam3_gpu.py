@@ -12,16 +12,24 @@ which is what the tracker's cost depends on.
 
 It prints a table (frames/s, ratio to 1 concept, peak GPU memory per clip) and the command.
 With --pipeline N it then indexes N synthetic videos with the same model through `run_index`
-(one segment actor, 4 concepts) and reports the share of the job's wall time the actor spent
-in the model (the job summary's "model busy"; on CUDA, the GPU-busy share the pipeline
-achieves) and the job's frames/s against the model alone.
+(4 concepts; the job's own number of segment actors, 3 per GPU on CUDA and 1 on CPU, or
+--pipeline-actors) and reports the share of the job's wall time the actors spent in the model
+(the job summary's "model busy"), the job's frames/s against the model alone and, on CUDA, the
+share of the job's wall time the GPU was busy (NVML, sampled every 20 ms over the whole
+`run_index` call and over its segment phase, first clip in to last out, plus a 10-second
+timeline). With the full-size model the videos are 1280x720 at 24 frames/s (--pipeline-size,
+--pipeline-seconds) and the actors load a copy of the model whose detection thresholds are
+calibrated on the videos' frames (random weights pass nothing at the saved 0.5 and 0.7).
 
     .venv/bin/python bench/sam3_gpu.py --pipeline 8  # + an index run of 8 videos
+    python3 bench/sam3_gpu.py --frames 16 --concepts 4 --repeats 1 --pipeline 6 \
+        --pipeline-batch on      # on a GPU: bench/gpu_pipeline.sh
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -115,12 +123,14 @@ class GpuBusy:
             except Exception as exc:  # noqa: BLE001 - a benchmark without NVML reports None
                 print(f"(no GPU utilisation: {exc})")
         self._samples: list[int] = []
+        self._times: list[float] = []  # epoch seconds of each sample (time.time())
         self._stop = None
 
     def __enter__(self):
         import threading
 
         self._samples = []
+        self._times = []
         if self._handle is not None:
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -130,11 +140,30 @@ class GpuBusy:
     def _poll(self) -> None:
         while not self._stop.wait(0.02):
             self._samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+            self._times.append(time.time())
+
+    def share_between(self, start: float, end: float) -> float | None:
+        """Mean utilisation of the samples taken between two epoch times, 0..1; None without."""
+        n = min(len(self._times), len(self._samples))  # the poller may be mid-append
+        pairs = zip(self._times[:n], self._samples[:n], strict=True)
+        inside = [u for t, u in pairs if start <= t <= end]
+        return sum(inside) / len(inside) / 100 if inside else None
+
+    def timeline(self, start: float, end: float, step: float = 10.0) -> list[float | None]:
+        """Mean utilisation (0..1, None where no sample) of each STEP seconds from START to END."""
+        n = max(1, int(np.ceil((end - start) / step)))
+        return [self.share_between(start + i * step, min(end, start + (i + 1) * step))
+                for i in range(n)]  # fmt: skip
 
     def __exit__(self, *exc) -> None:
         if self._stop is not None:
             self._stop.set()
             self._thread.join()
+
+    @property
+    def sampling(self) -> bool:
+        """Whether NVML answers (samples are taken while on)."""
+        return self._handle is not None
 
     @property
     def share(self) -> float | None:
@@ -447,6 +476,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--pipeline", type=int, default=0, metavar="N", help="then index N synthetic videos"
     )
+    parser.add_argument(
+        "--pipeline-actors", type=int, default=None, metavar="K",
+        help="segment actors of the index run (default: the job's own, 3 per GPU, 1 on CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-batch", choices=("default", "on", "off"), default="default",
+        help="the index run's --batch-objects and --batch-concepts (default: the job's own)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-clip-seconds", type=float, default=None,
+        help="the index run's --clip-seconds (default: 4 with the tiny model, else the job's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-size", default=None, metavar="WxH",
+        help="the index run's videos, WxH at 24 frames/s (default: 1280x720 with the full-size "
+        "model; with the tiny one the synthetic corpus, 160x120)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-seconds", type=float, default=16.0, help="length of each --pipeline-size video"
+    )
     args = parser.parse_args(argv)
 
     from transformers.utils import logging as hf_logging
@@ -474,6 +523,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(ROW_HEADER, flush=True)
         busy = GpuBusy(device)
         rows = variant_rows(segmenter, frames, args, busy, on_row)
+        prepared = None
+        if args.pipeline:  # its videos and model while this process's model is loaded
+            prepared = prepare_pipeline(segmenter, tiny, args, Path(tmp))
         shared = []
         if args.shared:
             folder = segmenter.model_id
@@ -482,11 +534,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 torch.cuda.empty_cache()
             shared = shared_device_rows(folder, device, args, frames, busy)
         if args.pipeline:
-            folder = folder if args.shared else segmenter.model_id
             segmenter = None
             if cuda:
                 torch.cuda.empty_cache()
-            pipeline = pipeline_run(folder, args.pipeline, device, args.objects, Path(tmp))
+            pipeline = pipeline_run(prepared, device, args, busy, Path(tmp))
 
     model = "tiny random SAM 3" if tiny else "full-size SAM 3 (random weights)"
     precision = "bf16 autocast" if device == "cuda" else "fp32"
@@ -504,14 +555,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in rows:
         print(row_line(r, base_fps(rows)))
     if pipeline:
-        model_fps = pipeline["n_frames"] / pipeline["model_s"]
-        print(
-            f"pipeline: {pipeline['n_videos']} videos, {pipeline['n_clips']} clips, "
-            f"{pipeline['n_frames']} frames in {pipeline['wall_s']:.1f} s: "
-            f"{pipeline['frames_per_s']:.2f} frames/s; in the model {model_fps:.2f} frames/s; "
-            f"model busy {pipeline['model_busy']:.0%} of the wall time "
-            f"({pipeline['segment_phase_busy']:.0%} from the first clip in to the last out)"
-        )
+        print(pipeline_lines(pipeline))
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     if args.json:
         out = {"device": name, "rows": rows, "shared": shared, "pipeline": pipeline}
@@ -519,42 +563,236 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def pipeline_run(model: str, n_videos: int, device: str, objects: int, workdir: Path) -> dict:
-    """Indexes N_VIDEOS synthetic videos with MODEL through run_index: what the job reports."""
+def share_text(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
+def pipeline_lines(p: dict) -> str:
+    """The index run's figures, as printed."""
+    model_fps = p["n_frames"] / p["model_s"] if p["model_s"] else 0.0
+    lines = [
+        f"pipeline: {p['n_videos']} videos ({p['video_size']}), {p['n_clips']} clips of "
+        f"{p['clip_seconds']:g} s, {p['n_frames']} frames in {p['wall_s']:.1f} s: "
+        f"{p['frames_per_s']:.2f} frames/s; in the model {model_fps:.2f} frames/s per actor; "
+        f"{p['n_actors']} segment actors, batched passes {'on' if p['batched'] else 'off'}, "
+        f"{p['objects_per_clip']:.1f} objects per clip",
+        f"pipeline: model busy {p['model_busy']:.0%} of the wall time per actor "
+        f"({p['segment_phase_busy']:.0%} from the first clip in to the last out); "
+        f"GPU busy {share_text(p['gpu_busy'])} of the wall time "
+        f"({share_text(p['gpu_busy_segment'])} from the first clip in, "
+        f"{p['first_clip_s']:.1f} s after the start, to the last out, "
+        f"{p['after_last_clip_s']:.1f} s before the end)",
+    ]
+    if p["gpu_timeline"]:
+        shares = " ".join(share_text(x) for x in p["gpu_timeline"])
+        lines.append(f"pipeline: GPU busy per {TIMELINE_S:g} s from the job's start: {shares}")
+    return "\n".join(lines)
+
+
+TIMELINE_S = 10.0
+PIPELINE_FPS = 24  # frames/s of the --pipeline-size videos (the model samples --fps, 6)
+
+
+def prepare_pipeline(segmenter, tiny: bool, args, workdir: Path) -> dict:
+    """The index run's videos, and the model its actors load.
+
+    With the full-size model that is a copy (links, but for config.json) whose detection
+    thresholds are calibrated on the videos' frames, decoded as the job decodes them: saved
+    as transformers' defaults (0.5 and 0.7) random weights pass nothing, and the run would
+    time the detector alone. The tiny model's saved thresholds already pass its detections.
+    """
+    from vidlake.config import IndexConfig
+
+    size = args.pipeline_size or (None if tiny else "1280x720")
+    videos, distinct = pipeline_videos(args.pipeline, workdir / "videos", size,
+                                       args.pipeline_seconds)  # fmt: skip
+    model, threshold = segmenter.model_id, None
+    if not tiny:
+        max_side = IndexConfig.__dataclass_fields__["max_side"].default
+        concepts = CONCEPT_WORDS[:4]
+        threshold = max(calibrate_detections(segmenter, frame[None], concepts)
+                        for frame in sample_frames(distinct, max_side))  # fmt: skip
+        model = str(thresholded_copy(Path(model), workdir / "pipeline-model", threshold))
+    return {"videos": videos, "model": model, "threshold": threshold, "tiny": tiny,
+            "video_size": size or "corpus 160x120"}  # fmt: skip
+
+
+def pipeline_videos(n: int, folder: Path, size: str | None, seconds: float):
+    """(N video paths, the distinct ones among them). SIZE None: the synthetic corpus's videos
+    in turn. SIZE "WxH": up to 3 distinct videos of moving squares, H.264 at PIPELINE_FPS
+    (keyframes every 2 s, as the corpus), copied under other names up to N (each copy is
+    another video to the job)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if size is None:
+        from vidlake.synthetic.corpus import default_specs, write_video
+
+        specs = default_specs()
+        paths = [write_video(specs[i % len(specs)], folder / f"v{i:03d}.mp4").uri
+                 for i in range(n)]  # fmt: skip
+        return paths, paths[: len(specs)]
+    width, height = (int(x) for x in size.lower().split("x"))
+    paths = [str(folder / f"v{i:03d}.mp4") for i in range(n)]
+    distinct = paths[:3]
+    for k, path in enumerate(distinct):
+        write_squares_video(Path(path), width, height, seconds, seed=k)
+    for i in range(len(distinct), n):
+        shutil.copyfile(distinct[i % len(distinct)], paths[i])
+    return paths, distinct
+
+
+def write_squares_video(path: Path, width: int, height: int, seconds: float, seed: int) -> None:
+    """Moving coloured squares on grey, H.264 yuv420p at PIPELINE_FPS, deterministic."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    side = max(8, height // 6)
+    n = 6
+    colours = rng.integers(60, 255, size=(n, 3), dtype=np.uint8)
+    start = rng.uniform(0, 1, size=(n, 2)) * (width - side, height - side)
+    speed = rng.uniform(-4, 4, size=(n, 2)) * height / 120  # pixels per frame
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=PIPELINE_FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast", "g": str(2 * PIPELINE_FPS),
+                          "bf": "2"}  # fmt: skip
+        for t in range(max(1, round(seconds * PIPELINE_FPS))):
+            frame = np.full((height, width, 3), 48, np.uint8)
+            for k in range(n):  # bouncing off the edges
+                x, y = (start[k] + speed[k] * t) % (2 * np.array([width - side, height - side]))
+                x = int(x if x <= width - side else 2 * (width - side) - x)
+                y = int(y if y <= height - side else 2 * (height - side) - y)
+                frame[y : y + side, x : x + side] = colours[k]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def sample_frames(paths: list[str], max_side: int | None) -> list[np.ndarray]:
+    """The first and the middle frame of each video, resized as the job's decoder does."""
+    import av
+
+    from vidlake.operators.decode import _resize_frame
+
+    frames = []
+    for path in paths:
+        with av.open(path) as container:
+            middle = container.streams.video[0].frames // 2
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in (0, middle):
+                    frames.append(_resize_frame(frame.to_ndarray(format="rgb24"), max_side))
+                if i >= middle:
+                    break
+    return frames
+
+
+def thresholded_copy(folder: Path, dest: Path, threshold: float) -> Path:
+    """DEST: FOLDER's files linked, its config.json with both detection thresholds set."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in folder.iterdir():
+        if item.name != "config.json" and not (dest / item.name).exists():
+            (dest / item.name).symlink_to(item.resolve())
+    config = json.loads((folder / "config.json").read_text())
+    config["score_threshold_detection"] = config["new_det_thresh"] = threshold
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    return dest
+
+
+def job_batching(asked: str, device: str) -> bool:
+    """Whether the index run's actors batch their passes: as asked, else the job's default
+    (IndexConfig's: False, or None for on with CUDA)."""
+    from vidlake.config import IndexConfig
+
+    if asked != "default":
+        return asked == "on"
+    default = IndexConfig.__dataclass_fields__["batch_objects"].default
+    return device.startswith("cuda") if default is None else bool(default)
+
+
+@contextlib.contextmanager
+def progress_lines(busy: GpuBusy, start: float):
+    """While on, prints the GPU's utilisation every TIMELINE_S seconds (with NVML only): a run
+    cut short by a time limit still leaves its timeline in the log."""
+    import threading
+
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(TIMELINE_S):
+            now = time.time()
+            share = busy.share_between(now - TIMELINE_S, now)
+            print(f"pipeline: {now - start:4.0f} s, GPU busy {share_text(share)} over the "
+                  f"last {TIMELINE_S:g} s", flush=True)  # fmt: skip
+
+    thread = threading.Thread(target=report, daemon=True)
+    if busy.sampling:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+
+
+def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path) -> dict:
+    """Indexes the prepared videos with the prepared model through run_index: what the job
+    reports, and the GPU's utilisation over the call (NVML samples; None without a GPU)."""
     from vidlake.config import IndexConfig
     from vidlake.pipeline.index_job import run_index
-    from vidlake.synthetic.corpus import default_specs, write_video
 
-    specs = default_specs()
-    videos = [
-        write_video(specs[i % len(specs)], workdir / "videos" / f"v{i:03d}.mp4").uri
-        for i in range(n_videos)
-    ]
+    options = {}
+    if args.pipeline_batch != "default":
+        on = args.pipeline_batch == "on"
+        options = {"batch_objects": on, "batch_concepts": on}
+    default_clip = IndexConfig.__dataclass_fields__["clip_seconds"].default
+    clip_seconds = args.pipeline_clip_seconds or (4.0 if prepared["tiny"] else default_clip)
     config = IndexConfig(
-        sources=tuple(videos),
+        sources=tuple(prepared["videos"]),
         index_uri=str(workdir / "index"),
         concepts=tuple(CONCEPT_WORDS[:4]),
-        model=model,
-        clip_seconds=4.0,
+        model=prepared["model"],
+        clip_seconds=clip_seconds,
         fps=6.0,
         overlap_s=1.0,
-        num_actors=1,
+        num_actors=args.pipeline_actors,
         device=device,
-        max_objects=objects,
+        max_objects=args.objects,
+        **options,
     )
-    summary = run_index(config)
+    print(f"pipeline: indexing {len(config.sources)} videos ({prepared['video_size']}) with "
+          f"{prepared['model']}", flush=True)  # fmt: skip
+    start = time.time()
+    with busy, progress_lines(busy, start):
+        summary = run_index(config)
+    end = time.time()
     if summary.n_failed:
         raise RuntimeError(f"pipeline run failed: {summary.failures}")
     span = summary.segment_span_s
+    first, last = summary.model_first_start, summary.model_last_end
     return {
         "n_videos": summary.n_indexed,
         "n_clips": summary.n_clips,
         "n_frames": summary.n_frames,
+        "n_masklets": summary.n_masklets,
+        "objects_per_clip": summary.n_masklets / summary.n_clips if summary.n_clips else 0.0,
+        "n_actors": summary.n_actors,
+        "batched": job_batching(args.pipeline_batch, device),
+        "clip_seconds": clip_seconds,
+        "video_size": prepared["video_size"],
+        "threshold": prepared["threshold"],
         "wall_s": summary.wall_s,
         "frames_per_s": summary.frames_per_s,
         "model_s": summary.model_s,
         "model_busy": summary.model_busy,
-        "segment_phase_busy": summary.model_s / span if span else 0.0,
+        "segment_phase_busy": summary.model_s / (span * max(1, summary.n_actors)) if span else 0.0,
+        "first_clip_s": first - start if first else 0.0,
+        "after_last_clip_s": end - last if last else 0.0,
+        "gpu_busy": busy.share_between(start, end),
+        "gpu_busy_segment": busy.share_between(first, last) if span else None,
+        "gpu_timeline": busy.timeline(start, end, TIMELINE_S) if busy.sampling else [],
     }
 
 
