@@ -13,8 +13,9 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl transformers==5.24.0 pycocotools==2.0.11
-# Ray and pylance do not fit the call's 64 MiB, so the index job itself does not run there;
-# sam3_gpu.py times the segment actor's own loop (the model plus draining its outputs).
+# Ray and pylance do not fit one call's 64 MiB, so the index job itself does not run in these
+# steps; sam3_gpu.py times the segment actor's own loop (the model plus draining its outputs).
+# The index job on the GPU (its GPU busy share) is bench/gpu_pipeline.sh: wheels in 6 calls.
 set -u
 OUT=${OUT:-/tmp/vidlake-gpu}
 mkdir -p "$OUT"

@@ -68,7 +68,11 @@ def build_segmenter(tiny: bool, device: str, compile: bool, objects: int, workdi
         model.save_pretrained(folder)
         _save_full_processor(folder)
         del model
-    segmenter = Sam3Segmenter(str(folder), device=device, compile=compile)
+    # transformers' per-object and per-concept passes, the "upstream loops" rows (the index job
+    # batches them by default with CUDA; --compare-batched times the batched passes)
+    segmenter = Sam3Segmenter(
+        str(folder), device=device, compile=compile, batch_objects=False, batch_concepts=False
+    )
     segmenter.model.max_num_objects = objects
     return segmenter
 
