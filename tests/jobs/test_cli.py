@@ -48,32 +48,45 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
+ODD_NAME = "odd [bold] :x:.mp4"  # a failed video whose name looks like Rich markup
+
+
 @pytest.fixture(scope="module")
 def mixed_corpus(synthetic_corpus, bad_inputs, tmp_path_factory) -> Path:
-    """Two good videos and every kind of bad input in one folder."""
+    """Two good videos and every kind of bad input in one folder, one named like Rich markup."""
     folder = tmp_path_factory.mktemp("mixed")
     for video in synthetic_corpus[:2]:
         shutil.copy(video.uri, folder / Path(video.uri).name)
     for name, path in bad_inputs.items():
         shutil.copy(path, folder / f"bad_{name}{Path(path).suffix}")
+    (folder / ODD_NAME).write_bytes(b"not a video at all" * 100)
     return folder
 
 
-def test_bad_inputs_fail_alone_and_the_rest_is_indexed(mixed_corpus, bad_inputs, tmp_path):
-    index = str(tmp_path / "idx")
-    missing = str(tmp_path / "no_such_video.mp4")
+@pytest.fixture(scope="module")
+def mixed_run(mixed_corpus, tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
+    """(process, index): one `vidlake index` over the mixed corpus and a missing file, which the
+    tests below read (each job starts its own Ray: seconds a test need not spend twice)."""
+    folder = tmp_path_factory.mktemp("mixed_run")
+    index, missing = str(folder / "idx"), str(folder / "no_such_video.mp4")
     proc = vidlake(
         "index", str(mixed_corpus), missing, "--index", index,
         "--concepts", "red square,blue circle", "--model", "synthetic:color", *FAST,
     )  # fmt: skip
+    return proc, index
+
+
+def test_bad_inputs_fail_alone_and_the_rest_is_indexed(mixed_run, bad_inputs):
+    proc, index = mixed_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "indexed 2 videos" in proc.stdout and f"failed {len(bad_inputs) + 1}" in proc.stdout
+    assert "indexed 2 videos" in proc.stdout and f"failed {len(bad_inputs) + 2}" in proc.stdout
 
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     failed = {Path(uri).name: error for uri, error in info["failed"]}
     assert set(failed) == {f"bad_{n}{Path(p).suffix}" for n, p in bad_inputs.items()} | {
-        "no_such_video.mp4"
+        "no_such_video.mp4",
+        ODD_NAME,
     }
     for name, error in failed.items():
         assert error and "\n" not in error and name in error, (name, error)
@@ -84,16 +97,11 @@ def test_bad_inputs_fail_alone_and_the_rest_is_indexed(mixed_corpus, bad_inputs,
     assert hits and all("bad_" not in h["video_uri"] for h in hits)
 
 
-def test_a_failed_video_is_named_literally(tmp_path, synthetic_corpus):
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    shutil.copy(synthetic_corpus[0].uri, folder / "good.mp4")
-    (folder / "odd [bold] :x:.mp4").write_bytes(b"not a video at all" * 100)
-    proc = vidlake("index", str(folder), "--index", str(tmp_path / "idx"),
-                   "--concepts", "red square", "--model", "synthetic:color", *FAST)  # fmt: skip
+def test_a_failed_video_is_named_literally(mixed_run, mixed_corpus):
+    proc, _ = mixed_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert f"failed {folder / 'odd [bold] :x:.mp4'}: " in proc.stderr, proc.stderr
+    assert f"failed {mixed_corpus / ODD_NAME}: " in proc.stderr, proc.stderr
 
 
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):

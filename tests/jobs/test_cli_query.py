@@ -42,27 +42,30 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
-def index_copies(folder: Path, copies: dict[str, str], concepts: str) -> str:
-    """COPIES ({file name: video}) copied to FOLDER/videos and indexed into FOLDER/idx."""
-    videos = folder / "videos"
-    videos.mkdir()
-    for name, uri in copies.items():
-        shutil.copy(uri, videos / name)
-    index = str(folder / "idx")
-    proc = vidlake(
-        "index", str(videos), "--index", index, "--concepts", concepts,
-        "--model", "synthetic:color", *FAST,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return index
+ODD_NAME = "[bold]clip :x: a.mp4"  # a video whose file name looks like Rich markup and emoji codes
 
 
 @pytest.fixture(scope="module")
-def cli_index(synthetic_corpus, tmp_path_factory) -> str:
-    """red square and blue circle indexed over the corpus, query indexes rebuilt by `reindex`."""
+def cli_videos(synthetic_corpus, tmp_path_factory) -> Path:
+    """The corpus copied to a folder of this module's own, and a_red_first_half once more under
+    ODD_NAME (test_verify_with_failed_clips_exits_1_and_retries moves a file away for a while)."""
+    videos = tmp_path_factory.mktemp("cli_videos")
+    for video in synthetic_corpus:
+        shutil.copy(video.uri, videos / Path(video.uri).name)
+    shutil.copy(synthetic_corpus[0].uri, videos / ODD_NAME)
+    return videos
+
+
+@pytest.fixture(scope="module")
+def cli_index(cli_videos, tmp_path_factory) -> str:
+    """red square and blue circle indexed over cli_videos, query indexes rebuilt by `reindex`.
+
+    One index for the whole module (a test that writes works on a copy): each `vidlake index`
+    starts its own Ray and costs many times a query.
+    """
     index = str(tmp_path_factory.mktemp("cli_query") / "idx")
     proc = vidlake(
-        "index", *(v.uri for v in synthetic_corpus), "--index", index,
+        "index", str(cli_videos), "--index", index,
         "--concepts", "red square,blue circle", "--model", "synthetic:color", *FAST,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -71,8 +74,16 @@ def cli_index(synthetic_corpus, tmp_path_factory) -> str:
     return index
 
 
-def test_query_filters_and_output_formats(cli_index):
-    rows = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
+@pytest.fixture(scope="module")
+def red_rows(cli_index) -> list[dict]:
+    """`vidlake query red square --json` on cli_index, parsed."""
+    proc = vidlake("query", "--index", cli_index, "red square", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_query_filters_and_output_formats(cli_index, red_rows):
+    rows = red_rows
     assert rows and all(r["concept"] == "red square" and r["match"] == "hit" for r in rows)
     both = json.loads(
         vidlake(
@@ -100,7 +111,7 @@ def test_unindexed_phrase_lists_nearest_concepts_as_candidates(cli_index):
     assert {r["concept"] for r in rows} <= {"red square", "blue circle"}
 
 
-def test_export_preview_and_info(cli_index, tmp_path):
+def test_export_preview_and_info(cli_index, red_rows, tmp_path):
     coco = tmp_path / "out" / "coco.json"
     proc = vidlake("export", "--index", cli_index, "red square", "--out", str(coco))
     assert proc.returncode == 0, proc.stderr
@@ -112,7 +123,7 @@ def test_export_preview_and_info(cli_index, tmp_path):
         "export", "--index", cli_index, "red square", "--format", "ytvis", "--out", str(ytvis)
     )
     assert proc.returncode == 0 and json.loads(ytvis.read_text())["videos"]
-    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+    clip = red_rows[0]
     png = tmp_path / "p.png"
     proc = vidlake("preview", clip["clip_id"], "--index", cli_index, "--out", str(png))
     assert proc.returncode == 0, proc.stderr
@@ -170,14 +181,7 @@ def test_bad_input_is_a_one_line_error(cli_index, tmp_path):
     )
 
 
-@pytest.fixture(scope="module")
-def odd_name_index(synthetic_corpus, tmp_path_factory) -> str:
-    """One video whose file name looks like Rich markup and emoji codes, indexed."""
-    folder = tmp_path_factory.mktemp("odd_names")
-    return index_copies(folder, {"[bold]clip :x: a.mp4": synthetic_corpus[0].uri}, "red square")
-
-
-def test_user_text_is_printed_literally(cli_index, odd_name_index, tmp_path):
+def test_user_text_is_printed_literally(cli_index, tmp_path):
     proc = vidlake("query", "--index", cli_index, "foo[/]")
     assert proc.returncode == 0, proc.stderr
     assert "'foo[/]' is not indexed" in proc.stdout
@@ -185,24 +189,23 @@ def test_user_text_is_printed_literally(cli_index, odd_name_index, tmp_path):
     proc = vidlake("query", "--index", cli_index, ":x: :smile:")
     assert proc.returncode == 0, proc.stderr
     assert "':x: :smile:' is not indexed" in proc.stdout
-    proc = vidlake("query", "--index", odd_name_index, "red square")
+    proc = vidlake("query", "--index", cli_index, "red square")
     assert proc.returncode == 0, proc.stderr
-    assert "[bold]clip :x: a.mp4" in proc.stdout
+    assert ODD_NAME in proc.stdout
     # Error messages carry user text too (here the index path).
     missing = str(tmp_path / "[red]gone :x:")
     assert_one_line_error(vidlake("query", "--index", missing, "red square"), missing)
 
 
 @pytest.mark.parametrize("columns", [None, "80"])
-def test_piped_output_is_not_wrapped(cli_index, columns):
+def test_piped_output_is_not_wrapped(cli_index, red_rows, columns):
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     if columns:
         env["COLUMNS"] = columns
-    rows = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
     proc = vidlake("query", "--index", cli_index, "red square", env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    for row in rows:
+    for row in red_rows:
         # Whole, on the row of its own video: `preview` takes it as printed.
         assert any(row["clip_id"] in ln and Path(row["video_uri"]).name in ln for ln in lines)
     proc = vidlake("query", "--index", cli_index, "crimson square", env=env)
@@ -213,8 +216,8 @@ def test_piped_output_is_not_wrapped(cli_index, columns):
     assert "…" not in proc.stdout and "started (UTC)" in proc.stdout
 
 
-def test_unwritable_out_is_a_one_line_error(cli_index, tmp_path):
-    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+def test_unwritable_out_is_a_one_line_error(cli_index, red_rows, tmp_path):
+    clip = red_rows[0]
     folder = tmp_path / "folder.png"
     folder.mkdir()
     export = ("export", "--index", cli_index, "red square", "--out")
@@ -225,27 +228,31 @@ def test_unwritable_out_is_a_one_line_error(cli_index, tmp_path):
     assert_one_line_error(vidlake(*preview, "/proc/nope/x.png"), "/proc/nope/x.png")
 
 
-def test_verify_with_failed_clips_exits_1_and_retries(synthetic_corpus, tmp_path):
-    # a_red_first_half and c_all_four
-    copies = {Path(v.uri).name: v.uri for v in synthetic_corpus[::2]}
-    index = index_copies(tmp_path, copies, "red square,blue circle")
-    moved = tmp_path / "videos" / "a_red_first_half.mp4"
+def test_verify_with_failed_clips_exits_1_and_retries(cli_index, cli_videos, tmp_path):
+    index = str(tmp_path / "idx")
+    shutil.copytree(cli_index, index)
+    # The copy's clips name cli_videos' files: one of them is moved away until the retry.
+    moved = cli_videos / "a_red_first_half.mp4"
     moved.rename(tmp_path / "moved.mp4")
-    verify = ("query", "--index", index, "green triangle", "--verify", "--json")
-    proc = vidlake(*verify)
-    assert proc.returncode == 1, proc.stderr
-    assert "failed; not recorded as verified" in proc.stderr
-    assert f"video not found: {moved}" in proc.stderr
-    found = json.loads(proc.stdout)
-    assert found and all(r["video_uri"].endswith("c_all_four.mp4") for r in found)
-    info = json.loads(vidlake("info", "--index", index, "--json").stdout)
-    assert info["verified"] == {}
-    (tmp_path / "moved.mp4").rename(moved)
+    try:
+        verify = ("query", "--index", index, "green triangle", "--verify", "--json")
+        proc = vidlake(*verify)
+        assert proc.returncode == 1, proc.stderr
+        assert "failed; not recorded as verified" in proc.stderr
+        assert f"video not found: {moved}" in proc.stderr
+        found = json.loads(proc.stdout)
+        assert found and all(r["video_uri"].endswith("c_all_four.mp4") for r in found)
+        info = json.loads(vidlake("info", "--index", index, "--json").stdout)
+        assert info["verified"] == {}
+    finally:
+        (tmp_path / "moved.mp4").rename(moved)
     proc = vidlake(*verify)
     assert proc.returncode == 0, proc.stderr
     assert "'green triangle' is not indexed" in proc.stderr
     assert "verified 'green triangle'" in proc.stderr and "failed" not in proc.stderr
-    assert json.loads(proc.stdout) == found  # a_red_first_half shows no green triangle
+    # a_red_first_half (under both its names) shows no green triangle; b_no_red, which does,
+    # has no red square or blue circle and so no candidate clip.
+    assert json.loads(proc.stdout) == found
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     assert info["verified"] == {"green triangle": len(found)}
 
@@ -297,8 +304,8 @@ def test_compact_title_says_what_was_removed(cli_index, tmp_path):
         assert proc.stdout.splitlines()[0] == f"compacted {index} {words}"
 
 
-def test_preview_of_a_concept_not_in_the_clip_is_an_error(cli_index, tmp_path):
-    clip = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)[0]
+def test_preview_of_a_concept_not_in_the_clip_is_an_error(cli_index, red_rows, tmp_path):
+    clip = red_rows[0]
     out = tmp_path / "p.png"
     proc = vidlake(
         "preview", clip["clip_id"], "--index", cli_index, "--out", str(out), "--concept", "purple"
@@ -335,7 +342,7 @@ def test_s3_reads_say_why_the_bucket_cannot_be_read(moto_s3):
     assert_one_line_error(proc, "no such bucket 'vidlake-missing'")
 
 
-def test_export_and_preview_write_an_s3_out(cli_index, moto_s3, tmp_path):
+def test_export_and_preview_write_an_s3_out(cli_index, red_rows, moto_s3, tmp_path):
     """--out s3://... is written to the bucket (with --storage-option), not to ./s3:/..."""
     from PIL import Image
 
@@ -351,7 +358,7 @@ def test_export_and_preview_write_an_s3_out(cli_index, moto_s3, tmp_path):
     coco = json.loads(s3.get_object(Bucket=bucket, Key="out/red.json")["Body"].read())
     assert coco["annotations"] and coco["categories"][0]["name"] == "red square"
 
-    (hit, *_) = json.loads(vidlake("query", "--index", cli_index, "red square", "--json").stdout)
+    (hit, *_) = red_rows
     out = f"s3://{bucket}/p.gif"
     proc = vidlake(
         "preview", hit["clip_id"], "--index", cli_index, "--out", out, *options, cwd=tmp_path
