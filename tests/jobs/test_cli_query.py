@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lance
 import pytest
+from test_cli import assert_no_library_noise
 
 VIDLAKE = str(Path(sys.executable).parent / "vidlake")
 FAST = ["--clip-seconds", "2", "--fps", "4", "--overlap", "0.5", "--max-side", "0"]
@@ -250,6 +251,7 @@ def test_verify_with_failed_clips_exits_1_and_retries(cli_index, cli_videos, tmp
     assert proc.returncode == 0, proc.stderr
     assert "'green triangle' is not indexed" in proc.stderr
     assert "verified 'green triangle'" in proc.stderr and "failed" not in proc.stderr
+    assert_no_library_noise(proc.stderr)  # --verify starts an embedded Ray as `index` does
     # a_red_first_half (under both its names) shows no green triangle; b_no_red, which does,
     # has no red square or blue circle and so no candidate clip.
     assert json.loads(proc.stdout) == found

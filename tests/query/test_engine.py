@@ -92,6 +92,20 @@ def test_unindexed_phrase_gives_nearest_concepts_as_candidates(engine):
     )
 
 
+def test_an_index_version_without_concepts_has_no_candidates_and_loads_no_encoder(
+    query_index, monkeypatch
+):
+    import vidlake.query.text as text
+
+    def no_encoder():
+        raise AssertionError("the text encoder was loaded (~7 s) with nothing to compare")
+
+    monkeypatch.setattr(text, "text_encoder", no_encoder)
+    first = ConceptIndex.open(query_index.uri, as_of=1)  # the videos table's first version
+    assert first.vocabulary() == []
+    assert first.candidates("red square") == []
+
+
 @pytest.mark.parametrize("phrase", ["", "   ", "?!.", "--"])
 def test_phrase_without_words_is_a_usage_error(engine, phrase):
     with pytest.raises(UsageError):
@@ -128,7 +142,7 @@ def test_bad_filters_are_usage_errors(engine):
         ((), {"with_concepts": [None]}, "with_concepts must be a string or a list of strings"),
         ((), {"with_concepts": 7}, "with_concepts must be a string or a list of strings, got 7"),
         ((), {"same_frame": "yes"}, "same_frame must be True or False, got 'yes'"),
-        ((), {"same_frame": True}, "same_frame needs with_concepts, the phrases to find in the same frame"),
+        ((), {"same_frame": True}, "same_frame needs with_concepts, the phrases to find in"),
         ((), {"order_by": None}, "order_by must be one of score, time, got None"),
     ],
 )

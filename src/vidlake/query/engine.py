@@ -439,6 +439,11 @@ class ConceptIndex:
                 strict=True,
             )
         )
+        vocab: list[str] = []
+        if ds is None or not counts:
+            vocab = self.vocabulary()
+            if not vocab:
+                return []  # nothing indexed to be near: no need to load the text encoder (~7 s)
         from vidlake.query.text import text_encoder
 
         query_vec = text_encoder().encode([concept])[0]
@@ -477,7 +482,6 @@ class ConceptIndex:
                 log.info("full-text search of concepts unavailable: %s", exc)
         else:
             # No concepts table in this snapshot (index older than it): embed the vocabulary.
-            vocab = self.vocabulary()
             if vocab:
                 sims = text_encoder().encode(vocab) @ query_vec
                 similar = dict(zip(vocab, sims.astype(float).tolist(), strict=True))

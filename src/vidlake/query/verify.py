@@ -197,8 +197,8 @@ def verify_phrase(
     result = VerifyResult(phrase=phrase, model_id=model)
     opts = store.storage_options
     if rows:
-        # "local": an embedded Ray even where another cluster is running on this machine.
-        init_ray(address or "local")
+        # None: an embedded Ray, even where another cluster is running on this machine.
+        init_ray(address)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
         ds = (
