@@ -137,6 +137,11 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
                 "--batch-concepts"),
         "--batch-concepts", "synthetic:color",
     )  # fmt: skip
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, "--concepts", "dog", "--exact",
+                "--batch-objects"),
+        "--exact", "--batch-objects",
+    )  # fmt: skip
     # No GPU here: a GPU-sized segment actor on the embedded Ray would wait forever.
     assert_one_line_error(
         vidlake("index", video, "--index", idx, "--concepts", "dog", "--model", "synthetic:color",
