@@ -706,13 +706,13 @@ def thresholded_copy(folder: Path, dest: Path, threshold: float) -> Path:
 
 def job_batching(asked: str, device: str) -> bool:
     """Whether the index run's actors batch their passes: as asked, else the job's default
-    (IndexConfig's: False, or None for on with CUDA)."""
+    (IndexConfig's, decided per device by Sam3Segmenter)."""
     from vidlake.config import IndexConfig
+    from vidlake.model.sam3 import batched
 
     if asked != "default":
         return asked == "on"
-    default = IndexConfig.__dataclass_fields__["batch_objects"].default
-    return device.startswith("cuda") if default is None else bool(default)
+    return batched(IndexConfig.__dataclass_fields__["batch_objects"].default, device)
 
 
 @contextlib.contextmanager
