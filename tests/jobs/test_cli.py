@@ -228,3 +228,30 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
 
     table = vidlake("query", "--index", index, found[0])
     assert table.returncode == 0 and Path(synthetic_corpus[2].uri).name in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("calls", "clips"),
+    [
+        ([("videos", 0, 3), ("segment", 0, 0)], "0/?"),  # no clip in: unknown
+        ([("videos", 1, 3), ("segment", 5, 12)], "5/~12"),  # estimated while videos are left
+        ([("videos", 3, 3), ("segment", 12, 12)], "12/12"),
+    ],
+)
+def test_index_progress_shows_the_clip_total_and_whether_it_is_estimated(calls, clips):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from vidlake.jobs.cli_index import _progress_columns, _progress_reporter
+
+    buf = io.StringIO()
+    with Progress(*_progress_columns(), console=Console(file=buf, width=120)) as progress:
+        report = _progress_reporter(progress)
+        for call in calls:
+            report(*call)
+    lines = buf.getvalue().splitlines()
+    clip_line = next(line for line in reversed(lines) if line.startswith("clips segmented"))
+    assert re.findall(r" (\d+/\S+) ", clip_line) == [clips]
+    assert " eta " in clip_line

@@ -227,3 +227,18 @@ def test_the_driver_gets_each_block_as_soon_as_it_is_written(ray_local, tmp_path
         rows.append(row)
     assert [r["i"] for r in rows] == [0, 1]
     assert rows[1]["flag_seen"], "row 0 reached the driver only after row 1 was produced"
+
+
+def test_the_clip_total_is_estimated_from_the_videos_seen_then_exact():
+    from vidlake.pipeline.index_job import ClipTotal
+
+    total = ClipTotal(n_videos=4)
+    assert total.total() == 0  # no clip in yet: unknown
+    total.see("a", 6)
+    assert total.total() == 24  # 6 seen + 3 unseen videos at 6 each
+    total.see("a", 6)  # a video's later clips change nothing
+    total.see("b", 2)
+    assert total.total() == 8 + 2 * 4
+    total.see("c", 1)
+    total.see("d", 9)
+    assert total.total() == 18  # every video seen: exact

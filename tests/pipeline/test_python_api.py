@@ -30,7 +30,9 @@ def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
         ray.shutdown()
     assert summary.n_indexed == 1 and summary.n_failed == 0
     assert ("videos", 1, 1) in calls
-    assert any(phase == "segment" and done > 0 for phase, done, _ in calls)
+    segment = [(done, total) for phase, done, total in calls if phase == "segment"]
+    assert segment[-1] == (summary.n_clips, summary.n_clips) and summary.n_clips > 1
+    assert all(done <= total for done, total in segment[1:])
 
     hits = vidlake.open(tmp_path / "idx").search("red square").to_pylist()
     assert hits and all(h["video_uri"] == str(folder / video.name) for h in hits)

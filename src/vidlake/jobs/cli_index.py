@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from vidlake.config import DEFAULT_MODEL
 from vidlake.errors import UsageError
@@ -24,15 +33,40 @@ from vidlake.jobs.cli import (
 
 def _progress_reporter(progress: Progress):
     tasks: dict[str, int] = {}
+    videos_left = True
 
     def report(phase: str, done: int, total: int) -> None:
-        # total 0: not known yet (clips are counted as videos are probed in the stream).
+        # The clips' total is 0 until the first clip is in, then an estimate until every video
+        # has started (which the videos' count bounds from above): shown as "~".
+        nonlocal videos_left
+        if phase == "videos":
+            videos_left = done < total
         if phase not in tasks:
             label = {"videos": "videos done", "segment": "clips segmented"}.get(phase, phase)
-            tasks[phase] = progress.add_task(label, total=total or None)
-        progress.update(tasks[phase], completed=done, total=total or None)
+            tasks[phase] = progress.add_task(label, total=total or None, approx="")
+        approx = "~" if phase == "segment" and videos_left else ""
+        progress.update(tasks[phase], completed=done, total=total or None, approx=approx)
 
     return report
+
+
+class _DoneOfTotal(ProgressColumn):
+    """ "12/40", "12/~40" while the total is an estimate, "12/?" while it is unknown."""
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else f"{task.fields.get('approx', '')}{task.total:.0f}"
+        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+
+
+def _progress_columns() -> tuple[ProgressColumn, ...]:
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _DoneOfTotal(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
 
 
 def _batched(flag: bool, exact: bool) -> bool | None:
@@ -140,10 +174,7 @@ def index(
         named += load_prompt_file(prompts)
 
     with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        *_progress_columns(),
         console=err,
         transient=True,
     ) as progress:

@@ -435,7 +435,7 @@ def _segment_and_commit(
     arrived: dict[str, list[dict]] = defaultdict(list)
     committer = VideoCommitter(store)
     clips_done = videos_done = 0
-    # Clip counts are known only as videos are probed in the stream: "segment" has no total.
+    clip_total = ClipTotal(len(todo))
     progress("videos", 0, len(todo))
     progress("segment", 0, 0)
 
@@ -447,7 +447,8 @@ def _segment_and_commit(
         arrived[vid].append(row)
         summary.add_model_time(row["model_start"], row["model_s"])
         clips_done += 1
-        progress("segment", clips_done, 0)
+        clip_total.see(vid, row["video_n_clips"])
+        progress("segment", clips_done, clip_total.total())
         if len(arrived[vid]) == row["video_n_clips"]:
             videos_done += 1
             progress("videos", videos_done, len(todo))
@@ -455,6 +456,30 @@ def _segment_and_commit(
         committer.maybe_commit()
     committer.commit()
     summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
+
+
+class ClipTotal:
+    """The job's clip count for progress: exact once a clip of every video is in, before that
+    the clips of the videos seen so far plus their mean for each video not seen yet.
+
+    A video's clip count is planned when it is probed, in the stream, and reaches the driver
+    with its first clip; probing every video up front would hold back the first clips.
+    """
+
+    def __init__(self, n_videos: int):
+        self.n_videos = n_videos
+        self.clips_of: dict[str, int] = {}
+
+    def see(self, video_id: str, n_clips: int) -> None:
+        self.clips_of.setdefault(video_id, int(n_clips))
+
+    def total(self) -> int:
+        """The estimate; 0 before any clip is in."""
+        if not self.clips_of:
+            return 0
+        seen = sum(self.clips_of.values())
+        unseen = max(0, self.n_videos - len(self.clips_of))
+        return seen + round(unseen * seen / len(self.clips_of))
 
 
 def _queue_video(config, summary, committer, failed_row, src: VideoSource, rows: list[dict]):
