@@ -290,6 +290,30 @@ def test_verify_adds_hits_that_search_then_finds(writable_index):
     assert client.post("/verify", json={"phrase": "red square"}).json()["indexed"]
 
 
+def test_a_server_sees_hits_verified_elsewhere(writable_index):
+    """Verification appends to masklets, concept_hits and concepts, never to videos: another
+    replica (or `vidlake query --verify`) must still move this server's snapshot on."""
+    import time
+
+    from vidlake.serve.verifier import ClipSegmenter, LocalVerifier
+
+    verifier = LocalVerifier(ClipSegmenter("synthetic:color", writable_index.uri))
+    writer = TestClient(build_app(writable_index.uri, verifier=verifier))
+    reader = TestClient(build_app(writable_index.uri, refresh_s=0.05))
+    assert not reader.get("/search", params={"q": "green triangle"}).json()["indexed"]
+    clips = sorted(writable_index.truth("red square") | writable_index.truth("blue circle"))
+    r = writer.post("/verify", json={"phrase": "green triangle", "clip_ids": clips})
+    assert r.status_code == 200 and r.json()["recorded"], r.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = reader.get("/search", params={"q": "green triangle", "limit": 1000}).json()
+        if body["indexed"]:
+            break
+        time.sleep(0.1)
+    assert body["indexed"] and body["verified_on"] == len(clips)
+    assert _clip_ids(body) == writable_index.truth("green triangle") & set(clips)
+
+
 def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
     from vidlake.serve.verifier import ClipSegmenter, LocalVerifier
 

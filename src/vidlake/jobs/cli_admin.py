@@ -94,8 +94,10 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """List the index jobs run on an index, newest first: when, status, model, video counts,
-    clips and throughput; --json adds every argument and the library versions."""
+    """List the index jobs run on an index, newest first.
+
+    Start, status, model, videos indexed/failed/skipped, clips, frames/s; --json: all arguments.
+    """
     from vidlake.store.maintenance import list_runs
 
     if limit < 1:

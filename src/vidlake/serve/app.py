@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vidlake import __version__
 from vidlake.checks import in_order, same_frame_has_with
 from vidlake.errors import UsageError, VidlakeError
-from vidlake.query.engine import ConceptIndex, normalize_phrase
+from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
 from vidlake.query.export import rle_json
 from vidlake.serve.verifier import Verifier, verify_clips
 
@@ -197,9 +197,11 @@ class VerifyResponse(BaseModel):
 class Snapshot:
     """The ConceptIndex requests read, replaced (never mutated) when the index moves on.
 
-    Every REFRESH_S at most, a request starts a background check of the `videos` version; a
-    new version is opened and warmed off the request path, then swapped in, so a running
-    server sees new index jobs and no request waits for it.
+    Every REFRESH_S at most, a request starts a background check of every table's version; a
+    new snapshot is opened and warmed off the request path, then swapped in, so a running
+    server sees new index jobs, and hits verified elsewhere (another replica, `vidlake query
+    --verify`: they move `masklets`, `concept_hits` and `concepts` but not `videos`), and no
+    request waits for it.
     """
 
     def __init__(self, uri: str, storage_options: dict | None, refresh_s: float):
@@ -225,7 +227,7 @@ class Snapshot:
 
     def _refresh(self) -> None:
         try:
-            if self.engine.store.dataset("videos").version != self.engine.version:
+            if resolve_versions(self.engine.store, None) != self.engine.versions:
                 self.engine = self._open()
                 log.info("serving index version %d", self.engine.version)
         except (OSError, ValueError, VidlakeError) as exc:
