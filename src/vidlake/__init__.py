@@ -49,8 +49,9 @@ def index(
     exemplar prompts (`vidlake.model.prompts.parse_exemplars` / `load_prompt_file`).
     `progress(phase, done, total)` is called as videos ("videos") and clips ("segment") are
     done; the clips' total is 0 before the first clip is in, then estimated from the videos
-    whose clips have started arriving, and exact once every video's have. Bad arguments raise `vidlake.errors.UsageError`; per-video
-    failures are rows of the index and counted in the summary, not exceptions.
+    whose clips have started arriving, and exact once every video's have. Bad arguments raise
+    `vidlake.errors.UsageError`; per-video failures are rows of the index and counted in the
+    summary, not exceptions.
     """
     from vidlake.config import IndexConfig, parse_concepts
     from vidlake.errors import UsageError

@@ -304,14 +304,21 @@ def test_a_server_sees_hits_verified_elsewhere(writable_index):
     clips = sorted(writable_index.truth("red square") | writable_index.truth("blue circle"))
     r = writer.post("/verify", json={"phrase": "green triangle", "clip_ids": clips})
     assert r.status_code == 200 and r.json()["recorded"], r.text
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        body = reader.get("/search", params={"q": "green triangle", "limit": 1000}).json()
-        if body["indexed"]:
-            break
-        time.sleep(0.1)
+    # A phrase the snapshot does not know makes it check for a newer one at once.
+    body = reader.get("/search", params={"q": "green triangle", "limit": 1000}).json()
     assert body["indexed"] and body["verified_on"] == len(clips)
     assert _clip_ids(body) == writable_index.truth("green triangle") & set(clips)
+
+    # Any other request moves it on in the background, within refresh_s.
+    other = TestClient(build_app(writable_index.uri, refresh_s=0.05))
+    writer.post("/verify", json={"phrase": "yellow star", "clip_ids": clips})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = {c["concept"] for c in other.get("/concepts").json()["concepts"]}
+        if "yellow star" in listed:
+            break
+        time.sleep(0.1)
+    assert "yellow star" in listed
 
 
 def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
@@ -334,3 +341,24 @@ def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
 def test_page_files_are_package_data():
     static = resources.files("vidlake.serve").joinpath("static")
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css"}
+
+
+@pytest.mark.parametrize(
+    ("replicas", "verify", "cpus", "gpus", "embedded", "expected"),
+    [
+        (1, True, 2, 0, True, (1.0, 1.0)),  # fits: whole CPUs
+        (2, True, 2, 0, True, (0.6666, 0.6666)),  # 3 wanted on 2: scaled to fit
+        (3, False, 2, 0, True, (0.6666, 0.0)),
+        (2, True, 2, 1, True, (1.0, 0.0)),  # the segmenter takes the GPU, no CPU
+        (4, True, 2, 0, False, (1.0, 1.0)),  # a cluster's autoscaler adds nodes
+    ],
+)
+def test_replica_cpus_fit_the_embedded_ray(replicas, verify, cpus, gpus, embedded, expected):
+    from vidlake.serve.deployments import ServeConfig, replica_cpus
+
+    config = ServeConfig(
+        index_uri="idx", replicas=replicas, verify_model="synthetic:color" if verify else None
+    )
+    api, segmenter = replica_cpus(config, cpus, gpus, embedded)
+    assert (api, segmenter) == expected
+    assert not embedded or replicas * api + segmenter <= cpus

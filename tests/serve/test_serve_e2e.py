@@ -96,7 +96,8 @@ def server(served_index, tmp_path_factory):
     shutil.copytree(served_index.uri, folder / "idx")
     index = ServedIndex(uri=str(folder / "idx"), videos=served_index.videos)
     log = folder / "server.log"
-    proc, url = _start_serve(index.uri, log)
+    # Two API replicas and the /verify segmenter want 3 CPUs: more than CI's 2 (replica_cpus).
+    proc, url = _start_serve(index.uri, log, "--replicas", "2")
     yield Server(url, proc, log, index)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -250,3 +251,23 @@ def test_serve_refuses_a_missing_index(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "not a vidlake index" in lines[0]
+
+
+def test_a_port_in_use_or_a_bad_host_is_a_one_line_error(served_index):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, words in (
+            (["--port", str(port)], f"cannot listen on 127.0.0.1:{port}: address already in use"),
+            (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: cannot be resolved"),
+        ):
+            proc = subprocess.run(
+                [VIDLAKE, "serve", "--index", served_index.uri, *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr

@@ -68,7 +68,7 @@ def serve(
 ) -> None:
     """Serve an index over HTTP (JSON API and a results page) until Ctrl-C or SIGTERM."""
     from vidlake.pipeline.index_job import init_ray
-    from vidlake.serve.deployments import ServeConfig, start, stop
+    from vidlake.serve.deployments import ServeConfig, check_listen, start, stop
 
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1..65535, got {port}")
@@ -100,12 +100,14 @@ def serve(
         verify_max_replicas=verify_max_replicas,
         access_log=access_log,
     )
+    if address is None:
+        check_listen(host, port)  # the embedded Ray's proxy binds here, on this machine
     init_ray(address)
     # After Ray's init, which installs a handler that dumps a stack on SIGTERM: a service
     # manager's stop is a normal shutdown, the same as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        url = start(config)
+        url = start(config, embedded=address is None)
         out.print(f"serving {index_uri} at {url} (Ctrl-C stops)", markup=False, soft_wrap=True)
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             out.print("warning: listening beyond this machine without --token", markup=False)

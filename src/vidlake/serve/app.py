@@ -235,6 +235,14 @@ class Snapshot:
         finally:
             self._checking.release()
 
+    def latest(self) -> ConceptIndex:
+        """The snapshot, first moved on now if any table has: for a phrase the snapshot does
+        not know, which another replica may have just verified (read-your-writes for a user
+        who verifies, then searches)."""
+        if resolve_versions(self.engine.store, None) != self.engine.versions:
+            self.engine = self._open()
+        return self.engine
+
     def reopen(self) -> ConceptIndex:
         self.engine = self._open()
         return self.engine
@@ -527,6 +535,9 @@ def build_app(
             "verified_on": None,
             "candidates": [],
         }
+        if not engine.is_indexed(phrase) and snapshot.refresh_s > 0:
+            engine = snapshot.latest()
+            body["index_version"] = engine.version
         if engine.is_indexed(phrase):
             hits = engine.search(
                 phrase,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ray import serve
 from ray.serve import Application
 
+from vidlake.errors import UsageError
 from vidlake.serve.app import REFRESH_S, build_app
 from vidlake.serve.verifier import ClipSegmenter, HandleVerifier
 from vidlake.store.object_store import lance_options
@@ -86,10 +87,33 @@ class ApiDeployment:
         return self._app
 
 
-def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application:
-    """The Serve application for CONFIG on a cluster with CLUSTER_GPUS GPUs."""
+def replica_cpus(
+    config: ServeConfig, cluster_cpus: float, cluster_gpus: int = 0, embedded: bool = False
+) -> tuple[float, float]:
+    """(CPUs of an API replica, CPUs of a CPU segmenter replica) for Ray's scheduling.
+
+    On the embedded Ray, which has this machine's CPUs and no autoscaler, a whole CPU per API
+    replica plus one for a CPU segmenter may ask for more than there is (2 API replicas on 2
+    cores): the segmenter would never be placed and POST /verify would wait forever. There
+    the shares are scaled down to fit; they are scheduling units, and the replicas still
+    use the cores they need. A cluster keeps them whole (its autoscaler adds nodes).
+    """
+    segmenter = 1.0 if config.verify_model and not cluster_gpus else 0.0
+    wanted = config.replicas * config.api_cpus + segmenter
+    if not embedded or wanted <= cluster_cpus:
+        return config.api_cpus, segmenter
+    scale = int(10_000 * cluster_cpus / wanted) / 10_000  # rounded down: the sum fits
+    return config.api_cpus * scale, segmenter * scale
+
+
+def build_application(
+    config: ServeConfig, cluster_gpus: int = 0, cpus: tuple[float, float] | None = None
+) -> Application:
+    """The Serve application for CONFIG on a cluster with CLUSTER_GPUS GPUs; CPUS: an API
+    replica's and a CPU segmenter's (`replica_cpus`; default config.api_cpus and 1)."""
     from vidlake.store.tables import normalize_uri
 
+    api_cpus, segmenter_cpus = cpus or (config.api_cpus, 1.0)
     index_uri = normalize_uri(config.index_uri)
     segmenter = None
     if config.verify_model:
@@ -97,7 +121,7 @@ def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application
         segmenter = serve.deployment(
             ClipSegmenter,
             name="segmenter",
-            ray_actor_options={"num_gpus": 1} if cluster_gpus else {"num_cpus": 1},
+            ray_actor_options={"num_gpus": 1} if cluster_gpus else {"num_cpus": segmenter_cpus},
             max_ongoing_requests=1,  # one clip batch at a time per model copy
             logging_config={"log_level": "WARNING"},
             autoscaling_config={
@@ -111,7 +135,7 @@ def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application
         ApiDeployment,
         name="api",
         num_replicas=config.replicas,
-        ray_actor_options={"num_cpus": config.api_cpus},
+        ray_actor_options={"num_cpus": api_cpus},
         max_ongoing_requests=API_MAX_ONGOING,
         # Serve's per-request access log line costs a few percent of a small request's CPU;
         # without it, a replica's INFO lines are Serve's own chatter.
@@ -130,14 +154,37 @@ def build_application(config: ServeConfig, cluster_gpus: int = 0) -> Application
     )
 
 
-def start(config: ServeConfig) -> str:
+def check_listen(host: str, port: int) -> None:
+    """UsageError unless HOST resolves and PORT is free on it, before Ray starts: Serve's proxy
+    failing to bind is an 80-line traceback from inside Ray."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = (getattr(exc, "strerror", None) or str(exc)).lower()
+        raise UsageError(f"--host {host}: cannot be resolved ({reason})") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As the proxy binds: a port a stopped server left in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise UsageError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def start(config: ServeConfig, embedded: bool = False) -> str:
     """Starts the application on the connected Ray (see `init_ray`); returns its URL.
 
-    Serve's HTTP proxy binds config.host:port (127.0.0.1 unless asked otherwise).
+    Serve's HTTP proxy binds config.host:port (127.0.0.1 unless asked otherwise). EMBEDDED:
+    Ray was started for this server alone (`replica_cpus`).
     """
     import ray
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = replica_cpus(config, resources.get("CPU", 0), gpus, embedded)
     # Serve logs each step of a start (controller, proxy, replicas) at INFO, on the driver and
     # forwarded from its actors: the CLI says what is served; warnings and errors still show.
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
@@ -146,7 +193,8 @@ def start(config: ServeConfig) -> str:
         proxy_location="HeadOnly",
         logging_config={"log_level": "WARNING"},
     )
-    serve.run(build_application(config, gpus), name=APP_NAME, route_prefix="/", blocking=False)
+    app = build_application(config, gpus, cpus)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     log.info("vidlake serving %s at %s", config.index_uri, config.url)
     return config.url
 
