@@ -180,6 +180,8 @@ def test_bad_input_is_a_4xx_with_a_json_body(client, url, status):
     [
         ({"same_frame": "true"}, "same_frame needs `with`, the phrases to find in the same frame"),
         ({"start_s": 5, "end_s": 1}, "start_s 5.0 is after end_s 1.0"),
+        ({"with": ""}, "with '' has no words to search for"),
+        ({"with": ["blue circle", "?!"]}, "with '?!' has no words to search for"),
     ],
 )
 def test_a_400_names_the_http_parameters(client, params, detail):
@@ -208,6 +210,22 @@ def test_path_traversal_reads_no_file(client, path):
     r = client.get(path)
     assert r.status_code in (400, 404), (path, r.status_code)
     assert "root:" not in r.text and "build_app" not in r.text
+
+
+@pytest.mark.parametrize("name", ["min_score", "min_presence", "start_s", "end_s"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e309"])
+def test_non_finite_numbers_are_refused_by_name(client, name, value):
+    r = client.get("/search", params={"q": "red square", name: value})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [
+        {"loc": ["query", name], "msg": "Input should be a finite number", "type": "finite_number"}
+    ]
+
+
+def test_page_and_health_answer_head_requests(client):
+    for path in ("/", "/healthz", "/static/favicon.svg"):
+        r = client.head(path)
+        assert r.status_code == 200 and not r.content, path
 
 
 def test_limit_over_the_bound_is_refused(client):
@@ -340,7 +358,7 @@ def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
 
 def test_page_files_are_package_data():
     static = resources.files("vidlake.serve").joinpath("static")
-    assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css"}
+    assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css", "favicon.svg"}
 
 
 @pytest.mark.parametrize(

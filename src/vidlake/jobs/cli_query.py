@@ -153,7 +153,7 @@ def query(
         videos=tuple(video or ()),
         between=between,
         min_count=min_count,
-        with_concepts=tuple(normalize_phrase(p) for p in with_ or ()),
+        with_concepts=tuple(normalize_phrase(p, "--with") for p in with_ or ()),
         same_frame=same_frame,
         order_by=order,
     )
@@ -323,6 +323,6 @@ def preview(
     from vidlake.query.preview import write_preview
 
     engine = _open(index_uri, storage_option, as_of)
-    concepts = [normalize_phrase(c) for c in concept] if concept else None
+    concepts = [normalize_phrase(c, "--concept") for c in concept] if concept else None
     path = write_preview(engine, clip_id, out_path, concepts)
     out.print(f"wrote {path}", markup=False)

@@ -66,13 +66,13 @@ IN_LIST_CHUNK = 1000
 def normalize_phrase(phrase: str, name: str = "phrase") -> str:
     """The phrase as concepts are stored: lower case, single spaces; UsageError if empty.
 
-    NAME is the argument the phrase came in, for the message when it is not a string.
+    NAME is the argument or parameter the phrase came in, for the message.
     """
     if not isinstance(phrase, str):
         raise UsageError(f"{name} must be a string, got {phrase!r}")
     normalized = " ".join(phrase.strip().lower().split())
     if not any(ch.isalnum() for ch in normalized):
-        raise UsageError(f"query phrase {phrase!r} has no words to search for")
+        raise UsageError(f"{name} {phrase!r} has no words to search for")
     return normalized
 
 

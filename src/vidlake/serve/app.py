@@ -61,6 +61,7 @@ STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/static/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -384,7 +385,7 @@ def _phrases(values: list[str] | None, what: str) -> list[str]:
     for value in values or []:
         if len(value) > MAX_PHRASE_CHARS:
             raise HTTPException(422, f"{what} is over {MAX_PHRASE_CHARS} characters")
-        out.append(normalize_phrase(value))
+        out.append(normalize_phrase(value, what))
     return out
 
 
@@ -459,9 +460,10 @@ def build_app(
         return serve_file
 
     for path in STATIC_FILES:
-        app.add_api_route(path, page(path), methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, page(path), methods=["GET", "HEAD"], include_in_schema=False)
 
-    @app.get("/healthz", dependencies=[_only()])
+    # HEAD too: what load balancers' and uptime checks' probes send.
+    @app.api_route("/healthz", methods=["GET", "HEAD"], dependencies=[_only()])
     def healthz() -> dict:
         """The server is up; the index version it answers from."""
         return {"status": "ok", "index_version": snapshot.current().version}
@@ -487,8 +489,8 @@ def build_app(
     )
     def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_PHRASE_CHARS, description="Phrase.")],
-        min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-        min_presence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        min_score: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
+        min_presence: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
         with_: Annotated[
             list[str] | None,
             Query(alias="with", max_length=MAX_WITH, description="Phrase in the same clip."),
@@ -501,15 +503,19 @@ def build_app(
                 description="Glob on video URIs or file names; repeated: any of them.",
             ),
         ] = None,
-        start_s: Annotated[float | None, Query(ge=0.0, description="Visible after this.")] = None,
-        end_s: Annotated[float | None, Query(ge=0.0, description="Visible before this.")] = None,
+        start_s: Annotated[
+            float | None, Query(ge=0.0, allow_inf_nan=False, description="Visible after this.")
+        ] = None,
+        end_s: Annotated[
+            float | None, Query(ge=0.0, allow_inf_nan=False, description="Visible before this.")
+        ] = None,
         min_count: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1,
         order: Annotated[Literal["score", "time"], Query()] = "score",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     ) -> JSONResponse:
         """Clips where the phrase appears, best first; candidates when it is not indexed."""
         engine = snapshot.current()
-        phrase = normalize_phrase(q)
+        phrase = normalize_phrase(q, "q")
         others = _phrases(with_, "with")
         if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")

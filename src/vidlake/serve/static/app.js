@@ -7,15 +7,25 @@
 const TOKEN_KEY = "vidlake.token";
 const $ = (id) => document.getElementById(id);
 let blobUrls = [];
+const PAGE_LIMIT = 100; // clips asked for per search
 
 function headers() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   return token ? { Authorization: "Bearer " + token } : {};
 }
 
+// FastAPI's 422 detail is a list of {loc, msg}: said in one line, naming each parameter.
+function describe(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => ((d.loc || []).slice(-1)[0] || "request") + ": " + d.msg).join("; ");
+  }
+  return JSON.stringify(detail);
+}
+
 class ApiError extends Error {
   constructor(status, detail) {
-    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    super(describe(detail));
     this.status = status;
   }
 }
@@ -49,6 +59,10 @@ function setStatus(text, isError) {
   $("status").className = isError ? "error" : "";
 }
 
+function plural(n, noun) {
+  return n + " " + noun + (n === 1 ? "" : "s");
+}
+
 function seconds(a, b) {
   return a.toFixed(2) + "–" + b.toFixed(2) + " s";
 }
@@ -68,7 +82,7 @@ async function search(event) {
   if (event) event.preventDefault();
   const q = $("q").value.trim();
   if (!q) return;
-  const params = new URLSearchParams({ q: q, limit: "100" });
+  const params = new URLSearchParams({ q: q, limit: String(PAGE_LIMIT) });
   const minScore = parseFloat($("min-score").value);
   if (minScore > 0) params.set("min_score", String(minScore));
   history.replaceState(null, "", "?" + new URLSearchParams({ q: q }));
@@ -84,7 +98,8 @@ async function search(event) {
     setStatus(err.message, true);
     return;
   }
-  let note = body.hits.length + " clips with “" + body.phrase + "”";
+  const n = body.hits.length;
+  let note = (n === PAGE_LIMIT ? "the best " : "") + plural(n, "clip") + " with “" + body.phrase + "”";
   if (!body.indexed) {
     const near = body.candidates.map((c) => c.concept).join(", ") || "none";
     note = "“" + body.phrase + "” is not indexed; clips of the nearest concepts (" + near + ")";
@@ -135,9 +150,10 @@ async function openClip(clipId) {
   try {
     body = await (await api(clipPath(clipId))).json();
   } catch (err) {
-    $("detail-title").textContent = err.message;
+    if (detail.dataset.clipId === clipId) $("detail-title").textContent = err.message;
     return;
   }
+  if (detail.dataset.clipId !== clipId) return; // another clip was opened meanwhile
   const clip = body.clip;
   $("detail-title").textContent = clip.video_name;
   $("detail-times").textContent =
@@ -164,6 +180,13 @@ async function openClip(clipId) {
   }
 }
 
+function closeClip() {
+  const detail = $("detail");
+  detail.hidden = true;
+  const card = document.querySelector('#results .card[data-clip-id="' + detail.dataset.clipId + '"]');
+  if (card) card.focus();
+}
+
 async function loadConcepts() {
   try {
     const body = await (await api("/concepts")).json();
@@ -171,9 +194,14 @@ async function loadConcepts() {
     list.replaceChildren(...body.concepts.slice(0, 500).map((c) => {
       const option = el("option");
       option.value = c.concept;
-      option.label = c.concept + " (" + c.n_clips + " clips)";
+      option.label = c.concept + " (" + plural(c.n_clips, "clip") + ")";
       return option;
     }));
+    if (!$("status").textContent) {
+      const n = body.concepts.length;
+      setStatus(n ? plural(n, "concept") + " indexed: type one above (suggestions as you type)"
+                  : "nothing indexed yet: run `vidlake index` on this index");
+    }
   } catch (_) {
     // without a token yet: the token form is showing
   }
@@ -190,7 +218,10 @@ function useToken(event) {
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", search);
   $("token-form").addEventListener("submit", useToken);
-  $("close-detail").addEventListener("click", () => ($("detail").hidden = true));
+  $("close-detail").addEventListener("click", closeClip);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !$("detail").hidden) closeClip();
+  });
   const q = new URLSearchParams(location.search).get("q");
   loadConcepts();
   if (q) {
