@@ -92,3 +92,39 @@ def test_uri_is_downloaded_once_into_the_cache(tiny_sam3_dir, tmp_path):
 def test_uri_that_is_not_a_folder_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="not a folder"):
         resolve_checkpoint((tmp_path / "nothing").as_uri(), cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        (1000, "model.safetensors is truncated or not a safetensors file (1000 bytes)"),
+        (100_000, "model.safetensors is truncated (100000 of "),
+    ],
+)
+def test_truncated_weights_are_found_before_any_work(tiny_sam3_dir, tmp_path, size, words):
+    from vidlake.model import check_model
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_sam3_dir, folder)
+    check_model(str(folder))  # whole: passes
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(size)
+    with pytest.raises(CheckpointError) as err:
+        check_model(str(folder))
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_weights_and_shards_are_named(tiny_sam3_dir, tmp_path):
+    from vidlake.model import check_model
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_sam3_dir, folder)
+    weights = folder / "model.safetensors"
+    shard = folder / "model-00001-of-00002.safetensors"
+    weights.rename(shard)
+    with pytest.raises(CheckpointError, match="has no weights"):
+        check_model(str(folder))
+    index = {"weight_map": {"a": shard.name, "b": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors is unreadable"):
+        check_model(str(folder))

@@ -242,3 +242,34 @@ def test_the_clip_total_is_estimated_from_the_videos_seen_then_exact():
     total.see("c", 1)
     total.see("d", 9)
     assert total.total() == 18  # every video seen: exact
+
+
+def test_a_segmenter_that_cannot_load_ends_the_job_in_one_line(tmp_path, synthetic_corpus):
+    """Raised in the segment actors, it used to be 300 lines of Ray tracebacks and exit 1."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "broken_plugin.py").write_text(
+        "class Broken:\n"
+        "    model_id = 'broken'\n"
+        "    def __init__(self, **kwargs):\n"
+        "        raise RuntimeError('weights: disk on fire')\n"
+        "    def segment(self, frames, concepts):\n"
+        "        return []\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "vidlake"), "index", synthetic_corpus[0].uri,
+         "--index", str(tmp_path / "idx"), "-c", "red square", "--model", "broken_plugin:Broken"],
+        capture_output=True, text=True, timeout=600, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # Ray's own line about actor arguments (README) may precede it; nothing else does.
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "core_worker" not in ln]
+    assert lines == [
+        "error: cannot load the segmenter broken_plugin:Broken: RuntimeError: weights: disk on fire"
+    ]
+    assert not proc.stdout.strip()

@@ -41,6 +41,8 @@ def _progress_reporter(progress: Progress):
         nonlocal videos_left
         if phase == "videos":
             videos_left = done < total
+            if not videos_left and "segment" in tasks:  # every clip is in: the total is exact
+                progress.update(tasks["segment"], approx="")
         if phase not in tasks:
             label = {"videos": "videos done", "segment": "clips segmented"}.get(phase, phase)
             tasks[phase] = progress.add_task(label, total=total or None, approx="")
@@ -176,6 +178,8 @@ def index(
     with Progress(
         *_progress_columns(),
         console=err,
+        # Off a terminal Rich cannot redraw: a transient display only leaves a blank line.
+        disable=not err.is_terminal,
         transient=True,
     ) as progress:
         summary = vidlake.index(

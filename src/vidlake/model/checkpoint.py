@@ -101,6 +101,61 @@ def check_checkpoint_config(spec: str, path: str) -> None:
         raise CheckpointError(f"checkpoint {spec}: unreadable config.json ({exc})") from exc
     if model_type != SAM3_VIDEO_MODEL_TYPE:
         raise CheckpointError(wrong_model_message(spec, model_type))
+    if Path(path).is_dir():
+        check_weight_files(spec, Path(path))
+
+
+def check_weight_files(spec: str, folder: Path) -> None:
+    """CheckpointError unless FOLDER's safetensors weights are whole, read from their headers.
+
+    A truncated or partly copied model.safetensors otherwise fails inside every segment actor
+    once Ray has started; its header (an 8-byte length, then JSON with each tensor's byte
+    range) says how long the file must be, without reading the weights.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint {spec}: unreadable {index.name} ({exc})") from None
+    elif (folder / "model.safetensors").is_file():
+        names = ["model.safetensors"]
+    elif any(folder.glob("*.bin")):
+        return  # PyTorch pickles: no header to check without loading them
+    else:
+        raise CheckpointError(
+            f"checkpoint folder {spec} has no weights (model.safetensors): copy the whole "
+            "folder saved with save_pretrained"
+        )
+    for name in names:
+        _check_safetensors(spec, folder / name)
+
+
+def _check_safetensors(spec: str, file: Path) -> None:
+    def broken(why: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint {spec}: {file.name} is {why}; copy or download it again"
+        )
+
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                raise broken(f"truncated or not a safetensors file ({size} bytes)")
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise broken(f"unreadable ({exc.strerror or exc})") from None
+    except ValueError:
+        raise broken("not a safetensors file (its header is not JSON)") from None
+    ends = [
+        t["data_offsets"][1]
+        for key, t in header.items()
+        if key != "__metadata__" and isinstance(t, dict) and "data_offsets" in t
+    ]
+    if 8 + n + max(ends, default=0) > size:
+        raise broken(f"truncated ({size} of {8 + n + max(ends)} bytes)")
 
 
 def load_checkpoint_config(spec: str, path: str):

@@ -336,9 +336,15 @@ def stream_rows(ds: ray.data.Dataset) -> Iterator[dict]:
     ready, so the driver saw each write batch one batch late (the first video of the bench
     corpus committed 10 s after its fragments were written) and the last block's rows waited
     for the end of the stream.
+
+    A row with a `fatal` message (a segment actor that could not load its model,
+    `SegmentStage`) ends the stream with it as a VidlakeError.
     """
     for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
-        yield from block.to_pylist()
+        for row in block.to_pylist():
+            if row.get("fatal"):
+                raise VidlakeError(row["fatal"])
+            yield row
 
 
 def decode_plan(
@@ -415,6 +421,7 @@ def _segment_and_commit(
                 "storage_options": opts,
                 "batch_objects": config.batch_objects,
                 "batch_concepts": config.batch_concepts,
+                "load_errors_as_rows": True,
             },
             compute=ActorPoolStrategy(min_size=min_actors, max_size=n_actors),
             **segment_resources,

@@ -177,6 +177,12 @@ class SegmentStage:
     actor, and applied to every clip. max_objects: at most that many objects per clip, the
     highest scores kept (by the segmenter when it takes the argument, which also bounds its
     memory, else here).
+
+    load_errors_as_rows: in a Ray Data job, a segmenter that cannot load (weights that do not
+    deserialize, a plug-in that raises, no GPU memory) does not raise here: raised in the
+    constructor, Ray prints the actor's traceback, retries it, and ends the job with a
+    100-line ActorDiedError. Instead every clip comes out with the message as its `fatal`,
+    and `stream_rows` ends the job with it in one line.
     """
 
     def __init__(
@@ -189,15 +195,23 @@ class SegmentStage:
         storage_options: dict | None = None,
         batch_objects: bool | None = None,
         batch_concepts: bool | None = None,
+        load_errors_as_rows: bool = False,
     ):
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
 
+        self.load_error = ""
         # SAM 3 only (IndexConfig checks), so passed only when set (None: SAM 3's default)
         batching = {"batch_objects": batch_objects, "batch_concepts": batch_concepts}
         options = {k: v for k, v in batching.items() if v is not None}
-        self.segmenter = load_segmenter(model, device=device, **options)
+        try:
+            self.segmenter = load_segmenter(model, device=device, **options)
+        except Exception as exc:  # whatever a checkpoint or plug-in raises; see the docstring
+            if not load_errors_as_rows:
+                raise
+            self.load_error = load_failure(model, exc)
+            return
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
         self.max_objects = max_objects
@@ -220,7 +234,10 @@ class SegmentStage:
             "video_n_clips": row.get("video_n_clips", 0),
             "model_start": 0.0,
             "model_s": 0.0,
+            "fatal": self.load_error,
         }
+        if self.load_error:
+            return {**base, "tables": b"", "n_frames": 0, "error": self.load_error}
         if row["error"]:
             return {**base, "tables": b"", "n_frames": 0, "error": row["error"]}
         frames = np.asarray(row["frames"])
@@ -262,7 +279,16 @@ class SegmentStage:
         }
 
 
+def load_failure(model: str, exc: BaseException) -> str:
+    """One line saying why the segmenter MODEL could not be loaded."""
+    if isinstance(exc, VidlakeError):
+        return str(exc)
+    text = " ".join(str(exc).split())[:300] or "no message"
+    return f"cannot load the segmenter {model}: {type(exc).__name__}: {text}"
+
+
 _PASSED_TO_DRIVER = (
+    "fatal",
     "video_id",
     "video_uri",
     "clip_index",
@@ -317,6 +343,7 @@ def write_batch(
 
 WRITE_OUTPUT = pa.schema(
     [
+        ("fatal", pa.string()),
         ("video_id", pa.string()),
         ("video_uri", pa.string()),
         ("clip_index", pa.int64()),

@@ -137,7 +137,7 @@ def write_verified(
     get the phrase in them, since the segmenter numbers objects per session and would reuse
     the ids of the masklets the index job stored for the same clip.
     """
-    out = {k: row[k] for k in ("video_id", "clip_index", "error")}
+    out = {k: row[k] for k in ("video_id", "clip_index", "error")} | {"fatal": row.get("fatal", "")}
     if row["error"]:
         return {**out, "fragments": b"", "n_masklets": 0, "n_hits": 0}
     tables = pickle.loads(row["tables"])
@@ -206,7 +206,12 @@ def verify_phrase(
             .map(decode_stage, fn_kwargs={"storage_options": opts}, num_cpus=1)
             .map(
                 stages.SegmentStage,
-                fn_constructor_kwargs={"model": model, "concepts": (phrase,), "device": device},
+                fn_constructor_kwargs={
+                    "model": model,
+                    "concepts": (phrase,),
+                    "device": device,
+                    "load_errors_as_rows": True,
+                },
                 compute=ActorPoolStrategy(min_size=1, max_size=num_actors or max(1, gpus)),
                 **resources,
             )
