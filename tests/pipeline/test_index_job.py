@@ -273,3 +273,40 @@ def test_a_segmenter_that_cannot_load_ends_the_job_in_one_line(tmp_path, synthet
         "error: cannot load the segmenter broken_plugin:Broken: RuntimeError: weights: disk on fire"
     ]
     assert not proc.stdout.strip()
+
+
+def test_an_address_no_cluster_answers_is_a_one_line_error(tmp_path, synthetic_corpus):
+    """Ray retries it for minutes, printing a C++ warning every 40 s."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vidlake.errors import UsageError
+    from vidlake.pipeline.index_job import check_address
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_address(f"127.0.0.1:{port}")  # something answers: left to Ray
+        check_address(f"ray://127.0.0.1:{port}")
+    check_address("auto")
+    with pytest.raises(UsageError, match=f"--address ray://127.0.0.1:{port}: no Ray cluster"):
+        check_address(f"ray://127.0.0.1:{port}")  # closed now
+    vidlake = str(Path(sys.executable).parent / "vidlake")
+    for command in (
+        ["index", synthetic_corpus[0].uri, "-c", "red square", "--model", "synthetic:color"],
+        ["serve"],
+    ):
+        index = tmp_path / "idx" if command[0] == "index" else tmp_path / "served"
+        if command[0] == "serve":
+            IndexStore.create(str(index))
+        proc = subprocess.run(
+            [vidlake, *command, "--index", str(index), "--address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in lines[0]
+    assert not (tmp_path / "idx").exists()  # checked before the index is created

@@ -192,13 +192,21 @@ def init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    # Ray tells that a cluster uses token authentication, its default, on every connection.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        lambda record: not record.getMessage().startswith("Token authentication is enabled")
+    )
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        check_address(address)
+        try:
+            with warnings.catch_warnings():
+                # Said once, as the UsageError below, rather than also as a UserWarning.
+                warnings.filterwarnings("ignore", message="Ray Client connection timed out")
+                ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as exc:  # "auto" with no cluster on this machine, among others
+            reason = " ".join(str(exc).split())[:300]
+            raise UsageError(f"--address {address}: cannot connect ({reason})") from None
     else:
-        # Ray tells that a new local Ray uses token authentication, its default, on every start.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-            lambda record: not record.getMessage().startswith("Token authentication is enabled")
-        )
         with warnings.catch_warnings():
             # pylance warns on every fork; Ray starts its processes by fork+exec, which is safe.
             warnings.filterwarnings("ignore", message="lance is not fork-safe")
@@ -219,6 +227,27 @@ def init_ray(address: str | None) -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """UsageError unless the Ray cluster at ADDRESS ("host:port" or "ray://host:port") answers
+    a TCP connection within TIMEOUT_S. Ray itself retries an unreachable address for minutes,
+    printing a C++ warning every 40 s. "auto" and other forms are left to Ray."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host or "/" in target:
+        return
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+        raise UsageError(
+            f"--address {address}: no Ray cluster answers there ({reason}); start its head "
+            "(`ray start --head`) or check the address"
+        ) from None
 
 
 def _cluster_gpus() -> int:
@@ -269,6 +298,8 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
         resolve_device(config.device)  # this machine's embedded Ray has only its own GPUs
     check_prompts(config)
+    if config.address:
+        check_address(config.address)  # before the index is created
     sources, missing = list_sources(config)
     store = IndexStore.create(config.index_uri, opts)
     todo, skipped, stale = select_todo(store, sources, config)
