@@ -310,3 +310,35 @@ def test_an_address_no_cluster_answers_is_a_one_line_error(tmp_path, synthetic_c
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in lines[0]
     assert not (tmp_path / "idx").exists()  # checked before the index is created
+
+
+def test_ctrl_c_keeps_the_finished_videos_and_records_the_run(
+    ray_local, synthetic_corpus, tmp_path
+):
+    from vidlake.store.maintenance import list_runs
+
+    config = IndexConfig(
+        sources=tuple(v.uri for v in synthetic_corpus),
+        index_uri=str(tmp_path / "idx"),
+        concepts=CONCEPTS,
+        model="synthetic:color",
+        clip_seconds=2.0,
+        fps=4.0,
+        overlap_s=0.5,
+        max_side=None,
+    )
+
+    def ctrl_c_after_the_first_video(phase, done, total):
+        if phase == "videos" and done == 1:
+            raise KeyboardInterrupt  # where the driver waits on the stream, as Ctrl-C lands
+
+    with pytest.raises(KeyboardInterrupt):
+        run_index(config, progress=ctrl_c_after_the_first_video)
+    store = IndexStore.open(config.index_uri)
+    run = list_runs(store).to_pylist()[0]
+    assert run["status"] == "interrupted" and run["n_videos_indexed"] >= 1
+    committed = store.dataset("videos").to_table(filter="status = 'indexed'").num_rows
+    assert committed == run["n_videos_indexed"]  # queued videos were committed, not lost
+    again = run_index(config)
+    assert again.n_skipped == committed
+    assert again.n_indexed == len(synthetic_corpus) - committed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +70,24 @@ def _progress_columns() -> tuple[ProgressColumn, ...]:
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Ctrl-C: one line saying what is kept, exit 130 (the shell's code for SIGINT)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        import ray
+
+        ray.shutdown()  # now, not in interpreter teardown, where it prints finalizer errors
+        err.print(
+            "interrupted: the videos finished so far are in the index (`vidlake runs` shows "
+            "the run); rerun the same command to index the rest",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
 
 def _batched(flag: bool, exact: bool) -> bool | None:
@@ -175,13 +194,16 @@ def index(
     if prompts is not None:
         named += load_prompt_file(prompts)
 
-    with Progress(
-        *_progress_columns(),
-        console=err,
-        # Off a terminal Rich cannot redraw: a transient display only leaves a blank line.
-        disable=not err.is_terminal,
-        transient=True,
-    ) as progress:
+    with (
+        Progress(
+            *_progress_columns(),
+            console=err,
+            # Off a terminal Rich cannot redraw: a transient display only leaves a blank line.
+            disable=not err.is_terminal,
+            transient=True,
+        ) as progress,
+        _interruptible(),
+    ):
         summary = vidlake.index(
             sources, index_uri, concepts, model=model, clip_seconds=clip_seconds, fps=fps,
             overlap=overlap, max_side=max_side, address=address, actors=actors,

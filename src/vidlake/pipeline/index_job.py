@@ -344,7 +344,14 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
                 preloads.append(preload_text_encoder())
 
         init_ray(config.address)
-        _segment_and_commit(config, store, todo, summary, failed_row, progress, on_first_clip)
+        try:
+            _segment_and_commit(config, store, todo, summary, failed_row, progress, on_first_clip)
+        except KeyboardInterrupt:
+            # Ctrl-C: the videos finished so far are committed (_segment_and_commit); the run
+            # is recorded as interrupted, so `vidlake runs` shows it and what it did.
+            summary.wall_s = time.perf_counter() - t0
+            store.append_run(_run_row(config, summary, started, status=STATUS_INTERRUPTED))
+            raise
 
     store.compact_if_fragmented()
     from vidlake.query.indexes import refresh_indexes
@@ -469,14 +476,22 @@ def _segment_and_commit(
             num_cpus=0.25,
         )
     )
+    committer = VideoCommitter(store)
+    try:
+        _consume(ds, config, summary, committer, failed_row, progress, todo, on_first_clip)
+    finally:  # after Ctrl-C too: the videos whose clips are all in keep their work
+        committer.commit()
+        summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
+
+
+def _consume(ds, config, summary, committer, failed_row, progress, todo, on_first_clip) -> None:
+    """Reads the stream's rows, queueing each video for COMMITTER once all its clips are in."""
     by_id = {s.video_id: s for s in todo}
     arrived: dict[str, list[dict]] = defaultdict(list)
-    committer = VideoCommitter(store)
     clips_done = videos_done = 0
     clip_total = ClipTotal(len(todo))
     progress("videos", 0, len(todo))
     progress("segment", 0, 0)
-
     for row in stream_rows(ds):
         if on_first_clip is not None:
             on_first_clip()
@@ -488,12 +503,10 @@ def _segment_and_commit(
         clip_total.see(vid, row["video_n_clips"])
         progress("segment", clips_done, clip_total.total())
         if len(arrived[vid]) == row["video_n_clips"]:
+            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid))
             videos_done += 1
             progress("videos", videos_done, len(todo))
-            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid))
         committer.maybe_commit()
-    committer.commit()
-    summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
 
 
 class ClipTotal:
@@ -557,7 +570,10 @@ def _queue_video(config, summary, committer, failed_row, src: VideoSource, rows:
     summary.n_frames += sum(int(r["n_frames"]) for r in rows)
 
 
-def _run_row(config: IndexConfig, summary: RunSummary, started) -> dict:
+STATUS_INTERRUPTED = "interrupted"
+
+
+def _run_row(config: IndexConfig, summary: RunSummary, started, status: str = "") -> dict:
     import lance
     import ray
 
@@ -568,7 +584,7 @@ def _run_row(config: IndexConfig, summary: RunSummary, started) -> dict:
         "run_id": summary.run_id,
         "started_at": started,
         "finished_at": schema.now_utc(),
-        "status": "completed_with_failures" if summary.n_failed else "completed",
+        "status": status or ("completed_with_failures" if summary.n_failed else "completed"),
         "arguments": config.to_json(),
         "versions": __import__("json").dumps(versions),
         "n_videos_indexed": summary.n_indexed,
