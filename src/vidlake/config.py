@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 
 from vidlake.errors import UsageError
@@ -11,6 +14,30 @@ from vidlake.records import Prompt
 
 DEFAULT_MODEL = "facebook/sam3"
 MAX_CONCEPT_CHARS = 200
+
+# What IndexConfig's messages call its numeric knobs: `vidlake.index`'s keywords, or the CLI's
+# options while the CLI runs (`cli_option_names`), so that each user reads the name they typed.
+PYTHON_NAMES: dict[str, str] = {
+    "clip_seconds": "clip_seconds",
+    "fps": "fps",
+    "overlap_s": "overlap",
+    "max_side": "max_side",
+    "num_actors": "actors",
+    "actors_per_gpu": "actors_per_gpu",
+    "max_objects": "max_objects",
+}
+CLI_NAMES: dict[str, str] = {k: "--" + v.replace("_", "-") for k, v in PYTHON_NAMES.items()}
+_OPTION_NAMES: ContextVar[dict[str, str]] = ContextVar("vidlake_option_names", default=PYTHON_NAMES)
+
+
+@contextmanager
+def cli_option_names() -> Iterator[None]:
+    """Within the block, configurations name their options as the CLI does (`--clip-seconds`)."""
+    token = _OPTION_NAMES.set(CLI_NAMES)
+    try:
+        yield
+    finally:
+        _OPTION_NAMES.reset(token)
 
 
 def parse_concepts(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -77,18 +104,20 @@ class IndexConfig:
         if not self.sources:
             raise UsageError("no video sources given")
         validate_prompts(self.concepts, self.prompts)
+        names = _OPTION_NAMES.get()
         if self.max_objects is not None and self.max_objects < 1:
-            raise UsageError(f"--max-objects must be >= 1, got {self.max_objects}")
+            raise UsageError(f"{names['max_objects']} must be >= 1, got {self.max_objects}")
         if self.clip_seconds <= 0:
-            raise UsageError(f"--clip-seconds must be > 0, got {self.clip_seconds}")
-        if not 0 <= self.overlap_s < self.clip_seconds:
-            raise UsageError(f"clip overlap must be in [0, clip seconds), got {self.overlap_s}")
+            raise UsageError(f"{names['clip_seconds']} must be > 0, got {self.clip_seconds}")
+        self._check_overlap(names)
         if self.fps <= 0:
-            raise UsageError(f"--fps must be > 0, got {self.fps}")
+            raise UsageError(f"{names['fps']} must be > 0, got {self.fps}")
         if self.max_side is not None and self.max_side < 16:
-            raise UsageError(f"--max-side must be >= 16, got {self.max_side}")
+            raise UsageError(
+                f"{names['max_side']} must be >= 16 (or 0: the native size), got {self.max_side}"
+            )
         if self.num_actors is not None and self.num_actors < 1:
-            raise UsageError(f"--actors must be >= 1, got {self.num_actors}")
+            raise UsageError(f"{names['num_actors']} must be >= 1, got {self.num_actors}")
         from vidlake.model import is_sam3
 
         for name, on in (("batch_objects", self.batch_objects),
@@ -103,18 +132,38 @@ class IndexConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 1 <= self.actors_per_gpu <= 16:
-            raise UsageError(f"--actors-per-gpu must be in 1..16, got {self.actors_per_gpu}")
+            raise UsageError(
+                f"{names['actors_per_gpu']} must be in 1..16, got {self.actors_per_gpu}"
+            )
+
+    def _check_overlap(self, names: dict[str, str]) -> None:
+        """UsageError unless 0 <= overlap < clip seconds, saying which value to change: the
+        default overlap (1 s) is too long for clips of 1 s or less, which users who never
+        set it cannot guess."""
+        overlap, clip = names["overlap_s"], names["clip_seconds"]
+        if self.overlap_s < 0:
+            raise UsageError(f"{overlap} must be >= 0, got {self.overlap_s}")
+        if self.overlap_s < self.clip_seconds:
+            return
+        default = IndexConfig.overlap_s
+        given = f"(default {default} s)" if self.overlap_s == default else f"{self.overlap_s} s"
+        example = f"{self.clip_seconds / 2:g}"
+        example = f"{overlap} {example}" if overlap.startswith("--") else f"{overlap}={example}"
+        raise UsageError(
+            f"{overlap} {given} must be less than {clip} {self.clip_seconds} s; pass e.g. {example}"
+        )
 
     def _check_types(self) -> None:
         """UsageError for a value of the wrong type (the Python API takes whatever it is given)."""
         from vidlake.checks import real, whole
 
+        names = _OPTION_NAMES.get()
         for name in ("clip_seconds", "fps", "overlap_s"):
-            real(name, getattr(self, name))
+            real(names[name], getattr(self, name))
         for name in ("max_side", "num_actors", "actors_per_gpu", "max_objects"):
             value = getattr(self, name)
             if value is not None or name == "actors_per_gpu":
-                whole(name, value)
+                whole(names[name], value)
         if not all(isinstance(s, str) for s in self.sources):
             raise UsageError(f"sources must be paths or URIs, got {self.sources!r}")
         for name in ("index_uri", "model", "device"):

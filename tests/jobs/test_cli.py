@@ -255,3 +255,75 @@ def test_index_progress_shows_the_clip_total_and_whether_it_is_estimated(calls, 
     clip_line = next(line for line in reversed(lines) if line.startswith("clips segmented"))
     assert re.findall(r" (\d+/\S+) ", clip_line) == [clips]
     assert " eta " in clip_line
+
+
+def test_bad_output_folders_of_model_tiny_and_demo_are_one_line_errors(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    for command in (["model", "tiny"], ["demo"]):
+        assert_one_line_error(
+            vidlake(*command, str(a_file)), f"cannot create {a_file}: it is a file"
+        )
+        assert_one_line_error(
+            vidlake(*command, str(a_file / "sub")),
+            f"cannot create {a_file}/sub: {a_file} is a file",
+        )
+        assert_one_line_error(
+            vidlake(*command, "/proc/vidlake-demo"), "cannot create /proc/vidlake-demo: /proc"
+        )
+    assert a_file.read_text() == "mine"
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"a user's video")
+    assert_one_line_error(
+        vidlake("model", "tiny", str(videos)), f"{videos} is not empty and holds no tiny model"
+    )
+    assert [p.name for p in videos.iterdir()] == ["clip.mp4"]
+
+
+def test_option_errors_name_the_cli_options(tmp_path, synthetic_corpus):
+    video, idx = synthetic_corpus[0].uri, str(tmp_path / "idx")
+    color = ["--concepts", "red square", "--model", "synthetic:color"]
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, *color, "--clip-seconds", "1"),
+        "error: --overlap (default 1.0 s) must be less than --clip-seconds 1.0 s; "
+        "pass e.g. --overlap 0.5",
+    )
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, *color, "--fps", "nan"),
+        "error: --fps must be a finite number, got nan",
+    )
+    assert_one_line_error(
+        vidlake("index", video, "--index", idx, *color, "--max-side", "8"),
+        "error: --max-side must be >= 16 (or 0: the native size), got 8",
+    )
+    assert_one_line_error(
+        vidlake("compact", "--index", idx, "--retention", "1000000000d"),
+        "--retention '1000000000d' is too long: at most 36500d (100 years)",
+    )
+    assert not Path(idx).exists()
+
+
+def test_an_empty_folder_fails_alone_and_hidden_files_are_skipped(tmp_path, synthetic_corpus):
+    folder, empty = tmp_path / "videos", tmp_path / "emptydir"
+    (folder / ".cache").mkdir(parents=True)
+    empty.mkdir()
+    video = folder / Path(synthetic_corpus[0].uri).name
+    shutil.copy(synthetic_corpus[0].uri, video)
+    shutil.copy(video, folder / ".hidden.mp4")
+    shutil.copy(video, folder / ".cache" / "copy.mp4")
+    (folder / f"._{video.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS metadata
+    idx = str(tmp_path / "idx")
+    proc = vidlake(
+        "index", str(empty), str(folder), "--index", idx, "--concepts", "red square",
+        "--model", "synthetic:color", *FAST,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "indexed 1 videos, failed 1" in proc.stdout, proc.stdout
+    why = f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {empty}"
+    assert f"failed {empty}: {why}" in proc.stderr, proc.stderr
+
+    info = json.loads(vidlake("info", "--index", idx, "--json").stdout)
+    assert info["failed"] == [[str(empty), why]]
+    assert info["counts"]["videos"] == 2  # the video and the empty folder, no hidden file

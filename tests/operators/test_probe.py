@@ -182,3 +182,51 @@ def test_a_source_without_videos_is_a_usage_error(tmp_path: Path) -> None:
     assert isinstance(caught.value, UsageError)
     with pytest.raises(EmptySourceError, match="no files match"):
         list_videos(str(tmp_path / "*.mp4"))
+
+
+def test_an_empty_folder_names_the_extensions_readably(tmp_path: Path) -> None:
+    from vidlake.errors import EmptySourceError
+
+    with pytest.raises(EmptySourceError) as caught:
+        list_videos(str(tmp_path))
+    assert str(caught.value) == (
+        f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {tmp_path}"
+    )
+
+
+def test_hidden_files_and_folders_are_skipped_unless_named(video_tree: Path) -> None:
+    from vidlake.errors import EmptySourceError
+
+    video = video_tree / "a.mp4"
+    shutil.copy(video, video_tree / ".hidden.mp4")
+    (video_tree / "._a.mp4").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS metadata
+    (video_tree / ".cache").mkdir()
+    shutil.copy(video, video_tree / ".cache" / "copy.mp4")
+    listed = [s.uri for s in list_videos(str(video_tree))]
+    assert not [uri for uri in listed if "/." in uri], listed
+    assert [s.uri for s in list_videos(str(video_tree / "*.mp4"))] == [str(video)]
+
+    # Named explicitly, or asked for by the pattern, or the listed folder is itself hidden.
+    assert [s.uri for s in list_videos(str(video_tree / "._a.mp4"))] == [
+        str(video_tree / "._a.mp4")
+    ]
+    assert {Path(s.uri).name for s in list_videos(str(video_tree / ".*.mp4"))} == {
+        ".hidden.mp4",
+        "._a.mp4",
+    }
+    assert [s.uri for s in list_videos(str(video_tree / ".cache"))] == [
+        str(video_tree / ".cache" / "copy.mp4")
+    ]
+
+    only_hidden = video_tree / "only_hidden"
+    only_hidden.mkdir()
+    shutil.copy(video, only_hidden / "._x.mp4")
+    with pytest.raises(EmptySourceError, match=r"under .*only_hidden \(1 hidden file skipped\)"):
+        list_videos(str(only_hidden))
+
+
+def test_a_uri_with_one_slash_is_a_usage_error_not_a_path(tmp_path: Path) -> None:
+    from vidlake.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"s3:/bucket/v\.mp4 has one slash .* s3://bucket/v\.mp4"):
+        list_videos("s3:/bucket/v.mp4")

@@ -50,7 +50,7 @@ def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
         ({"concepts": None}, "concepts must be"),
         ({"fps": "6"}, "fps must be a number"),
         ({"clip_seconds": float("nan")}, "clip_seconds must be a finite number"),
-        ({"actors": 1.5}, "num_actors must be a whole number"),
+        ({"actors": 1.5}, "^actors must be a whole number"),
         ({"storage_options": ["a=b"]}, "storage_options must be a dict"),
         ({"sources": [1]}, "sources must be paths"),
         ({"device": "tpu"}, "--device"),
@@ -76,3 +76,50 @@ def test_exact_passes_mean_nothing_to_other_segmenters(tmp_path):
     sam3 = IndexConfig(sources=(str(tmp_path),), index_uri=str(tmp_path / "idx"),
                        concepts=("red square",), batch_objects=False)  # fmt: skip
     assert (sam3.batch_objects, sam3.batch_concepts) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"clip_seconds": 1}, "overlap (default 1.0 s) must be less than clip_seconds 1 s; "
+                              "pass e.g. overlap=0.5"),
+        ({"clip_seconds": 4, "overlap": 5}, "overlap 5 s must be less than clip_seconds 4 s; "
+                                            "pass e.g. overlap=2"),
+        ({"overlap": -1}, "overlap must be >= 0, got -1"),
+        ({"fps": float("nan")}, "fps must be a finite number, got nan"),
+        ({"overlap": float("inf")}, "overlap must be a finite number, got inf"),
+        ({"max_side": 8}, "max_side must be >= 16 (or 0: the native size), got 8"),
+        ({"max_side": 2.0}, "max_side must be a whole number, got 2.0"),
+        ({"actors_per_gpu": 0}, "actors_per_gpu must be in 1..16, got 0"),
+        ({"actors": 0}, "actors must be >= 1, got 0"),
+    ],
+)  # fmt: skip
+def test_option_errors_name_the_keywords(kwargs, message, tmp_path):
+    """The API's messages name its keywords (the CLI's name its options: tests/jobs)."""
+    with pytest.raises(UsageError) as caught:
+        vidlake.index(str(tmp_path), tmp_path / "idx", "red square", model="synthetic:color",
+                      **kwargs)  # fmt: skip
+    assert str(caught.value) == message
+
+
+def test_an_empty_folder_as_the_only_source_is_a_usage_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "._clip.mp4").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble: skipped
+    with pytest.raises(UsageError) as caught:
+        vidlake.index(empty, tmp_path / "idx", "red square", model="synthetic:color")
+    assert str(caught.value) == (
+        "no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) "
+        f"under {empty} (1 hidden file skipped)"
+    )
+    assert not (tmp_path / "idx").exists()
+
+
+def test_prune_with_an_empty_folder_among_the_sources_is_a_usage_error(tmp_path, synthetic_corpus):
+    # An empty folder may be an unmounted disk: pruning would delete every video indexed there.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match=f"needs every source listed, and {empty} cannot be"):
+        vidlake.index([empty, synthetic_corpus[0].uri], tmp_path / "idx", "red square",
+                      model="synthetic:color", prune=True)  # fmt: skip
+    assert not (tmp_path / "idx").exists()

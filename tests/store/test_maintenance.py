@@ -74,3 +74,19 @@ def test_parse_duration_rejects_garbage():
 
     with pytest.raises(UsageError, match="not a duration"):
         parse_duration("a week")
+
+
+@pytest.mark.parametrize("text", ["1000000000d", "36501d", "999999999999w", "3153600001"])
+def test_parse_duration_refuses_a_retention_past_100_years(text):
+    from vidlake.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"too long: at most 36500d \(100 years\)"):
+        parse_duration(text)
+
+
+def test_the_longest_retention_compacts_and_keeps_every_version(store):
+    # Far longer than this, Lance's "now - retention" panics in Rust (not an exception).
+    keep = parse_duration("36500d")
+    assert keep == timedelta(days=36500)
+    runs = {r.table: r for r in compact(store, keep)}["runs"]
+    assert runs.versions_after > runs.versions_before  # none removed, compaction added

@@ -316,3 +316,36 @@ def test_video_deleted_mid_run_fails_alone(ray_local, moto_s3, synthetic_corpus)
     videos = IndexStore.open(config.index_uri, moto_s3.options).videos().to_pylist()
     status = {r["uri"]: r["status"] for r in videos}
     assert status == {u: ("failed" if u == victim else "indexed") for u in uris}
+
+
+@pytest.mark.parametrize("uri", ["s3:/bucket/idx", "gs:/b/v.mp4", "s3a:/b", "file:/tmp/x"])
+def test_a_scheme_with_one_slash_is_a_usage_error(uri):
+    from vidlake.errors import UsageError
+    from vidlake.store.object_store import protocol
+
+    scheme, rest = uri.split(":/", 1)
+    with pytest.raises(UsageError, match=f"write {scheme}://{rest} "):
+        protocol(uri)
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [("s3://bucket/idx", "s3"), ("/data/s3:/x", "file"), ("./s3:/x", "file"),
+     ("clip:1.mp4", "file"), ("synthetic:color", "file"), ("videos/a.mp4", "file")],
+)  # fmt: skip
+def test_uris_and_paths_with_colons_are_still_taken(uri, scheme):
+    from vidlake.store.object_store import protocol
+
+    assert protocol(uri) == scheme
+
+
+def test_index_with_a_one_slash_uri_is_a_one_line_error(tmp_path, synthetic_corpus):
+    proc = subprocess.run(
+        [VIDLAKE, "index", synthetic_corpus[0].uri, "--index", "s3:/bucket/idx",
+         "--concepts", "red square", "--model", "synthetic:color"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "write s3://bucket/idx" in lines[0], proc.stderr
+    assert not list(tmp_path.iterdir())  # no ./s3:/bucket/idx

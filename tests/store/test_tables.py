@@ -63,3 +63,15 @@ def test_not_an_index_and_newer_schema_are_refused(tmp_path):
     lance.write_dataset(plain, table_uri(store.uri, "videos"), mode="overwrite")
     with pytest.raises(IndexNotFoundError):
         IndexStore.open(store.uri)
+
+
+def test_an_index_uri_with_one_slash_is_refused_not_made_a_local_folder(tmp_path, monkeypatch):
+    from vidlake.errors import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    for make in (IndexStore.create, IndexStore.open):
+        with pytest.raises(UsageError, match=r"one slash after 's3:': write s3://bucket/idx"):
+            make("s3:/bucket/idx")
+    assert not list(tmp_path.iterdir())
+    # The way out the message names: a local folder whose name has a colon.
+    assert IndexStore.create("./s3:/bucket/idx").uri == str(tmp_path / "s3:" / "bucket" / "idx")

@@ -110,8 +110,11 @@ def main() -> None:
     # transformers' "Loading weights" and "Writing model shards" bars, also in the embedded
     # Ray's actors (they inherit this environment), where Ray forwards them as garbled lines.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from vidlake.config import cli_option_names
+
     try:
-        app()
+        with cli_option_names():  # errors name --clip-seconds, not the API's clip_seconds
+            app()
     except VidlakeError as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)

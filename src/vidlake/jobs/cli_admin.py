@@ -15,14 +15,23 @@ from vidlake.jobs.cli import IndexOpt, StorageOpt, app, open_store, out, plain
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Longer is "keep every version" in practice; far longer overflows timedelta (~2.7 million
+# years) or Lance's "now - retention" (a Rust panic, not an exception).
+MAX_RETENTION_DAYS = 36500
 
 
 def parse_duration(text: str) -> timedelta:
-    """A duration from "7d", "12h", "30m", "90s", "2w" or plain seconds ("0")."""
+    """A duration from "7d", "12h", "30m", "90s", "2w" or plain seconds ("0"), at most
+    MAX_RETENTION_DAYS."""
     match = _DURATION.match(text.lower())
     if not match:
         raise UsageError(f"--retention {text!r} is not a duration; use e.g. 7d, 12h, 30m, 90s or 0")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_RETENTION_DAYS * 86400:
+        raise UsageError(
+            f"--retention {text!r} is too long: at most {MAX_RETENTION_DAYS}d (100 years)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def describe_retention(keep: timedelta) -> str:

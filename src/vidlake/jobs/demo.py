@@ -6,17 +6,29 @@ from pathlib import Path
 
 from rich.console import Console
 
+from vidlake.errors import UsageError
+
 DEMO_CONCEPTS = ("red square", "blue circle", "green triangle")
 
 
 def run_demo(out_dir: Path, console: Console) -> None:
-    """Writes sample videos and a tiny model under OUT_DIR, indexes them and prints a query."""
+    """Writes sample videos and a tiny model under OUT_DIR, indexes them and prints a query.
+
+    OUT_DIR may exist: the demo writes only its videos/, tiny-sam3/ and index/ folders in it,
+    and a rerun reuses them. A folder it cannot create or write is a one-line UsageError.
+    """
     import vidlake
-    from vidlake.model.tiny import build_tiny_sam3
+    from vidlake.model.tiny import build_tiny_sam3, make_folder
     from vidlake.synthetic.corpus import write_corpus
 
-    out_dir = Path(out_dir)
-    videos = write_corpus(out_dir / "videos")
+    out_dir = make_folder(Path(out_dir))
+    videos_dir = make_folder(out_dir / "videos")
+    try:
+        videos = write_corpus(videos_dir)
+    except OSError as exc:  # PyAV's errors are OSErrors too
+        raise UsageError(
+            f"cannot write the sample videos into {videos_dir}: {exc.strerror or exc}"
+        ) from exc
     console.print(f"wrote {len(videos)} sample videos to {out_dir / 'videos'}", markup=False)
     model_dir = build_tiny_sam3(out_dir / "tiny-sam3")
     console.print(

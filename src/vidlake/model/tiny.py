@@ -9,9 +9,12 @@ deterministic, and its thresholds are lowered so it emits objects for any prompt
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
+
+from vidlake.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -210,20 +213,79 @@ def build_tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int):
     return config
 
 
+def make_folder(folder: Path) -> Path:
+    """FOLDER, created with its parents if missing; a one-line UsageError says why it cannot be
+    ("cannot create /tmp/notes.txt: it is a file"). A local folder only: "s3://b/x" (which
+    Path reads as "s3:/b/x") is refused rather than made as ./s3:/b/x."""
+    from vidlake.store.object_store import looks_like_uri
+
+    if looks_like_uri(str(folder)):
+        raise UsageError(
+            f"{folder} looks like a URI; this takes a local folder (./{folder} if you mean one)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {folder}: {_why_not_a_folder(folder, exc)}") from exc
+    return folder
+
+
+def _why_not_a_folder(folder: Path, exc: OSError) -> str:
+    """Why mkdir -p FOLDER failed, in words, from the nearest part of the path that exists."""
+    if folder.is_symlink() and not folder.exists():
+        return "it is a broken symbolic link"
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return "it is a file" if existing == folder else f"{existing} is a file"
+    if exc.errno == errno.ENOENT and existing is not None:
+        # Its parent exists: a file system that takes no new folders (/proc, /sys).
+        return f"{existing} does not allow new folders"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return (exc.strerror or str(exc)).lower()
+
+
+def is_tiny_sam3(folder: Path) -> bool:
+    """Whether FOLDER holds a tiny SAM 3 written by build_tiny_sam3 (its config.json says so)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        return (
+            config.get("model_type") == "sam3_video"
+            and config["tracker_config"]["image_size"] == TINY_IMAGE_SIZE
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def build_tiny_sam3(out_dir: str | Path, seed: int = 0) -> Path:
     """The folder of a tiny random SAM 3 video checkpoint (model, processor, tokenizer) in out_dir.
 
     Same seed, same weights. Loads through the same path as a real checkpoint:
     `Sam3Segmenter(str(out_dir))` or `load_segmenter(str(out_dir))`.
+
+    out_dir must be missing, empty, or hold a tiny model (which is overwritten): model files
+    written among other files (a folder of videos, a real checkpoint) would mix with them, so
+    any other folder is a UsageError, as is one that cannot be created or written.
     """
+    out = make_folder(Path(out_dir))
+    if any(out.iterdir()) and not is_tiny_sam3(out):
+        raise UsageError(
+            f"{out} is not empty and holds no tiny model; "
+            "write the tiny model into a new or empty folder"
+        )
+    try:
+        return _write_tiny_sam3(out, seed)
+    except OSError as exc:
+        raise UsageError(f"cannot write the tiny model into {out}: {exc.strerror or exc}") from exc
+
+
+def _write_tiny_sam3(out: Path, seed: int) -> Path:
     import torch
     from transformers import Sam3ImageProcessor, Sam3VideoModel, Sam3VideoProcessor
     from transformers.models.sam2_video.video_processing_sam2_video import (
         Sam2VideoVideoProcessor,
     )
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer(out)
     config = build_tiny_config(
         vocab_size=len(tokenizer),

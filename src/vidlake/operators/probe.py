@@ -18,6 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from vidlake.errors import EmptySourceError, VideoError
 from vidlake.records import VideoInfo, VideoSource
+from vidlake.store.object_store import check_uri
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,9 @@ def list_videos(
     - a file: listed whatever its extension (it was named explicitly; probing judges it);
     - a folder: every file below it (recursively) with a video extension (VIDEO_EXTENSIONS,
       case-insensitive); other files are ignored, corrupt videos are listed and fail at probe;
+      hidden files and folders (names starting with ".") below it are skipped;
     - a glob ("s3://bucket/videos/**/*.mp4"): every matching file, whatever its extension;
+      hidden ones only if the pattern has a part starting with "." (as a shell's glob);
     - a manifest (.txt): one uri per line, blank lines and lines starting with # ignored;
       each uri is itself a file (relative paths are taken relative to the manifest's folder).
 
@@ -125,22 +128,48 @@ def list_videos(
     fs, path = _filesystem(source, storage_options)
     # A name with glob characters that exists as such ("clip [1].mp4") is that file or folder.
     if has_magic(path) and not fs.exists(path):
-        found = [p for p in fs.glob(path) if fs.isfile(p)]
-        if not found:
-            raise EmptySourceError(f"no files match the glob {source}")
+        matches = [p for p in fs.glob(path) if fs.isfile(p)]
+        base = _glob_base(path)
+        # As a shell's glob: a hidden name only when the pattern asks for one (".*.mp4").
+        asks_hidden = _is_hidden(path, base)
+        found = [p for p in matches if asks_hidden or not _is_hidden(p, base)]
+        if not found:  # then every match, if any, was hidden
+            raise EmptySourceError(f"no files match the glob {source}{_hidden_note(matches)}")
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
     if not fs.exists(path):
         raise VideoError(f"video source not found: {source}")
     if fs.isdir(path):
-        found = [p for p in fs.find(path) if _has_video_extension(p)]
-        if not found:
+        videos = [p for p in fs.find(path) if _has_video_extension(p)]
+        found = [p for p in videos if not _is_hidden(p, path)]
+        if not found:  # then every video, if any, was hidden
+            extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
             raise EmptySourceError(
-                f"no video files (extensions {sorted(VIDEO_EXTENSIONS)}) under {source}"
+                f"no video files ({extensions}) under {source}{_hidden_note(videos)}"
             )
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
     if PurePosixPath(path).suffix.lower() in MANIFEST_EXTENSIONS:
         return _read_manifest(source, fs, path, storage_options, missing)
     return [_source(fs, path)]
+
+
+def _is_hidden(path: str, base: str) -> bool:
+    """Whether PATH is a dot-file or lies in a dot-folder below BASE (macOS's "._clip.mp4"
+    AppleDouble files, editors' and sync tools' temporary copies); BASE itself may be one."""
+    relative = PurePosixPath(path).relative_to(PurePosixPath(base)) if base else path
+    return any(p.startswith(".") and p not in (".", "..") for p in PurePosixPath(relative).parts)
+
+
+def _glob_base(pattern: str) -> str:
+    """The folder a glob pattern lists: its parts before the first with glob characters."""
+    parts = PurePosixPath(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if has_magic(part))
+    return str(PurePosixPath(*parts[:fixed])) if fixed else ""
+
+
+def _hidden_note(skipped: list[str]) -> str:
+    """ " (2 hidden files skipped)", or "" when none was."""
+    n = len(skipped)
+    return f" ({n} hidden file{'' if n == 1 else 's'} skipped)" if n else ""
 
 
 def _read_manifest(
@@ -182,6 +211,7 @@ def _read_manifest(
 
 
 def _filesystem(uri: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    check_uri(uri)  # "s3:/bucket" is a typo, not the local path ./s3:/bucket
     try:
         return url_to_fs(uri, **(storage_options or {}))
     except (ValueError, ImportError) as e:

@@ -94,10 +94,12 @@ class RunSummary:
 def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
     """The videos under every source, and those that could not be listed (with why).
 
-    A source that does not exist, or a manifest's line naming no file, is a failed video and
-    the job goes on; but a job where no source exists is a usage error, and so is `--prune`
-    with a source that cannot be listed: what it would list is unknown, so pruning could
-    delete the videos of a folder that is only unmounted or misspelt.
+    A source that does not exist or names no video (an empty folder, a glob matching nothing),
+    or a manifest's line naming no file, is a failed video and the job goes on; but a job
+    where no source lists a video is a usage error, and so is `--prune` with a source that
+    cannot be listed or lists nothing: pruning could otherwise delete the videos of a folder
+    that is only unmounted (an empty mount point) or misspelt. A malformed URI ("s3:/bucket")
+    is a usage error whatever the other sources.
     """
     from vidlake.operators.probe import list_videos
 
@@ -111,8 +113,11 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
                 storage_options=fsspec_options(source, config.storage_options) or None,
                 missing=missing,
             )
-        except EmptySourceError:
-            raise  # nothing to index there: a usage error, before any cluster work
+        except EmptySourceError as exc:  # nothing to index there: as a missing source
+            unlisted.append((source, str(exc)))
+            continue
+        except UsageError:
+            raise
         except VidlakeError as exc:
             unlisted.append((source, str(exc)))
             continue

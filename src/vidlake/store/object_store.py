@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
-from vidlake.errors import VidlakeError
+from vidlake.errors import UsageError, VidlakeError
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,35 @@ _ENV: dict[str, tuple[str, ...]] = {
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
+# "s3:/bucket/key": a scheme and one slash, a typo of "s3://" that would otherwise be read as
+# the local path ./s3:/bucket/key and silently create it.
+_ONE_SLASH_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/[^/]")
+_URI_START = re.compile(r"^[a-z][a-z0-9+.-]*:/")
+
+
+def looks_like_uri(text: str) -> bool:
+    """Whether TEXT starts as a URI does ("s3://", or the typo "s3:/"), not as a local path."""
+    return bool(_URI_START.match(text))
+
+
+def check_uri(uri: str) -> str:
+    """URI unchanged, or a UsageError if it is a scheme with a single slash ("s3:/bucket")."""
+    if _ONE_SLASH_URI.match(uri):
+        scheme, rest = uri.split(":/", 1)
+        raise UsageError(
+            f"{uri} has one slash after '{scheme}:': write {scheme}://{rest} "
+            f"(or ./{uri} for a local path)"
+        )
+    return uri
+
+
 def protocol(uri: str) -> str:
-    """The URI's scheme ("s3", "gs", ...), or "file" for a local path."""
+    """The URI's scheme ("s3", "gs", ...), or "file" for a local path.
+
+    Every index, source and output URI passes here before use, so a scheme with one slash
+    ("s3:/bucket") is a UsageError here (`check_uri`) rather than a local folder made later.
+    """
+    check_uri(uri)
     return uri.split("://", 1)[0].lower() if "://" in uri else "file"
 
 

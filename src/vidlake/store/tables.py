@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidlake.errors import IndexNotFoundError, UsageError, VidlakeError
-from vidlake.store.object_store import lance_options
+from vidlake.store.object_store import check_uri, lance_options
 from vidlake.store.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
@@ -37,7 +37,11 @@ KEY_INDEXES = {"masklets": "masklet_id", "videos": "video_id"}
 
 
 def normalize_uri(uri: str) -> str:
-    """The index URI with local paths made absolute (Ray workers run in other directories)."""
+    """The index URI with local paths made absolute (Ray workers run in other directories).
+
+    A scheme with one slash ("s3:/bucket/idx") is a UsageError, not a local folder.
+    """
+    check_uri(uri)
     if "://" in uri:
         return uri.rstrip("/")
     return str(Path(uri).expanduser().resolve())
