@@ -236,6 +236,7 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
         ([("videos", 0, 3), ("segment", 0, 0)], "0/?"),  # no clip in: unknown
         ([("videos", 1, 3), ("segment", 5, 12)], "5/~12"),  # estimated while videos are left
         ([("videos", 3, 3), ("segment", 12, 12)], "12/12"),
+        ([("videos", 2, 3), ("segment", 12, 12), ("videos", 3, 3)], "12/12"),  # exact at the end
     ],
 )
 def test_index_progress_shows_the_clip_total_and_whether_it_is_estimated(calls, clips):

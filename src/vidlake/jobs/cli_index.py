@@ -230,7 +230,13 @@ def index(
 
 @model_app.command("tiny")
 def model_tiny(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to write the tiny model into: new, empty, or holding a tiny model "
+            "(rewritten); any other folder is refused."
+        ),
+    ],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
 ) -> None:
     """Write a tiny random SAM 3 for tests and offline demos (its detections are random)."""
