@@ -277,12 +277,12 @@ def test_csv_without_rows_prints_the_header(cli_index):
 
 def test_scores_outside_0_1_are_rejected(cli_index, tmp_path):
     query = ("query", "--index", cli_index, "red square")
-    assert_one_line_error(vidlake(*query, "--min-score", "-3"), "min_score", "-3")
-    assert_one_line_error(vidlake(*query, "--min-presence", "5"), "min_presence", "5")
+    assert_one_line_error(vidlake(*query, "--min-score", "-3"), "--min-score", "-3")
+    assert_one_line_error(vidlake(*query, "--min-presence", "5"), "--min-presence", "5")
     assert_one_line_error(vidlake(*query, "--same-frame"), "--same-frame needs --with")
     out = str(tmp_path / "x.json")
     export = ("export", "--index", cli_index, "red square", "--out", out)
-    assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "min_score")
+    assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "--min-score")
     assert vidlake(*query, "--min-score", "1", "--min-presence", "0").returncode == 0
 
 
@@ -324,7 +324,7 @@ def test_runs_table_shows_the_model_and_json_the_arguments(cli_index):
     row = next(ln for ln in table.stdout.splitlines() if run["run_id"] in ln)
     assert "synthetic:color" in row and "completed" in row
     help_text = " ".join(vidlake("runs", "--help").stdout.split())
-    assert "--json adds every argument" in help_text
+    assert "--json: all arguments" in help_text
 
 
 def test_s3_reads_say_why_the_bucket_cannot_be_read(moto_s3):
@@ -370,3 +370,99 @@ def test_export_and_preview_write_an_s3_out(cli_index, red_rows, moto_s3, tmp_pa
     gif = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key="p.gif")["Body"].read()))
     assert gif.format == "GIF" and gif.n_frames > 1
     assert list(tmp_path.iterdir()) == []  # no local ./s3:/... copy
+
+
+def test_errors_name_the_cli_options(cli_index, tmp_path):
+    query = ("query", "--index", cli_index, "red square")
+    for args, message in [
+        (["--min-score", "2"], "error: --min-score must be between 0 and 1 (scores are), got 2.0"),
+        (["--limit", "0"], "error: --limit must be >= 1, got 0"),
+        (["--order", "foo"], "error: --order must be one of score, time, got 'foo'"),
+        (["--min-count", "0"], "error: --min-count must be >= 1, got 0"),
+        (["--between", "5", "2"], "error: --between start 5.0 is after end 2.0"),
+        (["--verify", "--max-clips", "0"], "error: --max-clips must be >= 1, got 0"),
+    ]:
+        proc = vidlake(*query, *args)
+        assert_one_line_error(proc)
+        assert proc.stderr.strip() == message
+    export = ("export", "--index", cli_index, "red square", "--out", str(tmp_path / "x.json"))
+    proc = vidlake(*export, "--limit", "0")
+    assert_one_line_error(proc, "--limit must be >= 1")
+
+
+def test_candidates_get_the_filters_hits_get(cli_index):
+    def rows(*args: str) -> list[dict]:
+        proc = vidlake("query", "--index", cli_index, "crimson square", "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    everything = rows("--limit", "1000")
+    filtered = rows("--video", "*c_all*", "--between", "0", "1", "--order", "time")
+    assert filtered and {r["match"] for r in filtered} == {"candidate"}
+    assert all(r["video_uri"].endswith("c_all_four.mp4") for r in filtered)
+    assert all(r["start_s"] <= 1 and r["end_s"] >= 0 for r in filtered)
+    assert {r["clip_id"] for r in filtered} < {r["clip_id"] for r in everything}
+    assert [r["start_s"] for r in filtered] == sorted(r["start_s"] for r in filtered)
+    assert rows("--min-count", "2") == []
+    assert rows("--min-score", "1") == [r for r in everything if r["max_score"] >= 1]
+    # --with applies too: candidate clips that also show the --with phrase.
+    red = {r["clip_id"] for r in everything if r["concept"] == "red square"}
+    both = {r["clip_id"] for r in rows("--with", "red square", "--limit", "1000")}
+    assert both == red
+
+
+def test_a_with_phrase_nobody_indexed_is_an_error(cli_index):
+    for phrase in ("red square", "crimson square"):  # a lookup, and candidates
+        proc = vidlake("query", "--index", cli_index, phrase, "--with", "Purple Thing", "--json")
+        assert_one_line_error(proc)
+        line = proc.stderr.strip()
+        assert line.startswith("error: --with 'purple thing' is not an indexed concept (nearest: ")
+        assert proc.stdout == ""
+
+
+def test_a_result_cut_at_the_limit_says_so(cli_index, red_rows):
+    assert len(red_rows) > 1
+    table = vidlake("query", "--index", cli_index, "red square", "--limit", "1")
+    assert table.returncode == 0, table.stderr
+    assert "1 clip with 'red square'" in table.stdout
+    assert table.stdout.strip().endswith("showing the first 1 of more; raise --limit")
+    as_json = vidlake("query", "--index", cli_index, "red square", "--limit", "1", "--json")
+    assert [r["clip_id"] for r in json.loads(as_json.stdout)] == [red_rows[0]["clip_id"]]
+    assert "showing the first 1 of more; raise --limit" in as_json.stderr
+    exact = str(len(red_rows))
+    whole = vidlake("query", "--index", cli_index, "red square", "--limit", exact, "--csv")
+    assert len(list(csv.DictReader(io.StringIO(whole.stdout)))) == len(red_rows)
+    assert "of more" not in whole.stderr + whole.stdout
+    candidates = vidlake("query", "--index", cli_index, "crimson square", "--limit", "2")
+    assert "2 candidate clips for 'crimson square'" in candidates.stdout
+    assert "showing the first 2 of more; raise --limit" in candidates.stdout
+
+
+def test_an_unreachable_s3_out_is_a_one_line_error(cli_index, red_rows, tmp_path):
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+    }
+    out = "s3://bucket/x.json"
+    proc = vidlake("export", "--index", cli_index, "red square", "--out", out, env=env)
+    assert_one_line_error(proc, f"--out {out}: unreachable endpoint http://127.0.0.1:9")
+    clip = red_rows[0]["clip_id"]
+    proc = vidlake("preview", clip, "--index", cli_index, "--out", "s3://bucket/p.gif", env=env)
+    assert_one_line_error(proc, "--out s3://bucket/p.gif: unreachable endpoint")
+
+
+def test_export_offers_verify_only_with_candidate_clips(cli_index, tmp_path):
+    out = str(tmp_path / "x.json")
+    proc = vidlake("export", "--index", cli_index, "purple hexagon", "--out", out, "--as-of", "1")
+    assert_one_line_error(proc, "'purple hexagon' is not indexed: the index at version 1 has no")
+    assert "--verify" not in proc.stderr
+    proc = vidlake("export", "--index", cli_index, "purple hexagon", "--out", out)
+    assert_one_line_error(proc, "nearest indexed concepts", "`vidlake query --verify` can add it")
+
+
+def test_counts_of_one_are_singular(cli_index):
+    proc = vidlake("runs", "--index", cli_index)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 run, newest first" in proc.stdout

@@ -8,7 +8,7 @@ import pytest
 from query_truth import truth_clips, visible
 
 from vidlake.errors import IndexNotFoundError, UsageError, VidlakeError
-from vidlake.query.engine import ConceptIndex
+from vidlake.query.engine import ConceptIndex, Query
 from vidlake.query.indexes import refresh_indexes
 from vidlake.store.tables import IndexStore
 
@@ -195,3 +195,54 @@ def test_info_counts_vocabulary_and_version(engine):
     assert info.vocabulary["purple hexagon"] == 0
     assert info.counts["concepts"] == 3
     assert np.all([v >= 1 for v in info.versions.values()])
+
+
+def test_candidates_get_every_filter_a_phrase_gets(engine):
+    def ids(table) -> set[str]:
+        return set(table.column("clip_id").to_pylist())
+
+    filters = dict(videos="*c_all_four*", between=(0.0, 3.0), with_concepts="blue circle")
+    clips = engine.candidate_clips(["red square"], limit=None, **filters)
+    assert ids(clips) == ids(engine.search("red square", limit=None, **filters))
+    assert 0 < clips.num_rows < engine.candidate_clips(["red square"], limit=None).num_rows
+    assert engine.candidate_clips(["red square"], limit=None, min_count=2).num_rows == 0
+    same_frame = engine.candidate_clips(
+        ["red square"], limit=None, with_concepts="blue circle", same_frame=True
+    )
+    expected = engine.search("red square", with_concepts="blue circle", same_frame=True)
+    assert ids(same_frame) == ids(expected)
+    # "score": the nearest candidate's clips first; "time": by video, then start, then cut.
+    both = ["red square", "blue circle"]
+    by_time = engine.candidate_clips(both, limit=None, order_by="time").to_pylist()
+    keys = [(r["video_uri"], r["start_s"]) for r in by_time]
+    assert keys == sorted(keys) and {r["concept"] for r in by_time} == set(both)
+    first = engine.candidate_clips(both, limit=3, order_by="time").to_pylist()
+    assert first == by_time[:3]
+
+
+def test_a_with_phrase_nobody_indexed_is_an_error_naming_it(engine):
+    with pytest.raises(UsageError) as info:
+        engine.search("red square", with_concepts="crimson circle")
+    message = str(info.value)
+    assert message.startswith("with_concepts 'crimson circle' is not an indexed concept (nearest: ")
+    assert "blue circle" in message
+    with pytest.raises(UsageError, match="with_concepts 'crimson circle'"):
+        engine.candidate_clips(["red square"], with_concepts="crimson circle")
+    # Indexed with no hits ("purple hexagon") is an answer, not an error.
+    assert engine.search("red square", with_concepts="purple hexagon").num_rows == 0
+
+
+def test_query_names_its_arguments_as_the_caller_does():
+    flags = {"min_score": "--min-score", "limit": "--limit", "order_by": "--order"}
+    flags |= {"min_count": "--min-count", "between": "--between"}
+    for kwargs, message in [
+        ({"min_score": 2}, "--min-score must be between 0 and 1 (scores are), got 2.0"),
+        ({"limit": 0}, "--limit must be >= 1, got 0"),
+        ({"order_by": "foo"}, "--order must be one of score, time, got 'foo'"),
+        ({"min_count": 0}, "--min-count must be >= 1, got 0"),
+        ({"between": (5, 2)}, "--between start 5.0 is after end 2.0"),
+        ({"min_presence": 2}, "min_presence must be between 0 and 1"),  # not renamed
+    ]:
+        with pytest.raises(UsageError) as info:
+            Query(phrase="red square", names=flags, **kwargs)
+        assert str(info.value).startswith(message), str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -13,7 +14,7 @@ from pycocotools.coco import COCO
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.query.export import export_hits, write_json
+from vidlake.query.export import export_hits, prepare_output, write_json
 from vidlake.query.preview import (
     MASK_ALPHA,
     OVERLAY_PALETTE,
@@ -173,3 +174,54 @@ def test_labels_stay_inside_the_frame(box):
     (y0, x0), (y1, x1) = filled.min(axis=0), filled.max(axis=0)
     # The whole background is drawn: as wide and high as the text and its padding.
     assert (x1 - x0 + 1, y1 - y0 + 1) == (right - left + 4, bottom - top + 4)
+
+
+def test_videos_of_one_file_name_in_two_folders_stay_apart(tmp_path, index_synthetic):
+    from query_truth import apart_video
+
+    from vidlake.query.export import _frame_name
+
+    videos = [apart_video(tmp_path / folder) for folder in ("A", "B")]
+    assert {Path(v.uri).name for v in videos} == {"d_apart.mp4"}
+    engine = ConceptIndex.open(index_synthetic(tmp_path, videos, ("red square",)))
+    hits = engine.search("red square", limit=None)
+    assert len(set(hits.column("video_id").to_pylist())) == 2
+    coco = export_hits(engine, hits, "coco")
+    names = [image["file_name"] for image in coco["images"]]
+    assert len(names) == len(set(names))
+    assert all(name.startswith("d_apart.mp4-") for name in names)  # still readable
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    loaded = COCO(str(path))
+    assert len(loaded.getImgIds()) == len(names)
+    for ann in loaded.loadAnns(loaded.getAnnIds()):  # each mask on its own video's frame
+        image = loaded.loadImgs(ann["image_id"])[0]
+        assert (
+            image["file_name"]
+            .split("/")[0]
+            .endswith(engine.clips([image["clip_id"]]).column("video_id")[0].as_py())
+        )
+    ytvis = export_hits(engine, hits, "ytvis")
+    frames = [f for video in ytvis["videos"] for f in video["file_names"]]
+    assert len(frames) == len(set(frames))
+    clip = engine.clips(hits.column("clip_id").to_pylist()[:1]).to_pylist()[0]
+    assert _frame_name(clip, 3) == f"d_apart.mp4-{clip['video_id']}/00000/00000003.jpg"
+
+
+def test_an_unreachable_s3_out_is_one_line_before_any_work():
+    options = {
+        "aws_endpoint": "http://127.0.0.1:9",  # nothing listens on the discard port
+        "aws_access_key_id": "x",
+        "aws_secret_access_key": "y",
+    }
+    with pytest.raises(UsageError) as info:
+        prepare_output("s3://bucket/x.json", options)
+    message = str(info.value)
+    assert message.startswith("--out s3://bucket/x.json: unreachable endpoint http://127.0.0.1:9")
+    assert "\n" not in message
+
+
+def test_an_s3_out_in_a_missing_bucket_is_named(moto_s3):
+    with pytest.raises(UsageError, match="^--out s3://vidlake-no-bucket/x.json: no such bucket"):
+        prepare_output("s3://vidlake-no-bucket/x.json", moto_s3.options)
+    prepare_output(f"s3://{moto_s3.bucket()}/out/x.json", moto_s3.options)  # a reachable one

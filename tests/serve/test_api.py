@@ -380,3 +380,31 @@ def test_replica_cpus_fit_the_embedded_ray(replicas, verify, cpus, gpus, embedde
     api, segmenter = replica_cpus(config, cpus, gpus, embedded)
     assert (api, segmenter) == expected
     assert not embedded or replicas * api + segmenter <= cpus
+
+
+def test_candidates_get_the_filters_hits_get(client, served_index):
+    def search(**params) -> list[dict]:
+        r = client.get("/search", params={"q": "green triangle", "limit": MAX_LIMIT, **params})
+        assert r.status_code == 200, r.text
+        assert not r.json()["indexed"]
+        return r.json()["hits"]
+
+    everything = search()
+    assert everything and {h["match"] for h in everything} == {"candidate"}
+    assert search(min_count=2) == []
+    by_time = search(order="time", video="c_all*")
+    assert by_time and {h["video_name"] for h in by_time} == {"c_all_four.mp4"}
+    assert [h["start_s"] for h in by_time] == sorted(h["start_s"] for h in by_time)
+    both = served_index.truth("red square") & served_index.truth("blue circle")
+    assert {h["clip_id"] for h in search(**{"with": "red square"})} == (
+        served_index.truth("red square") | both
+    )
+    assert len(search(limit=2)) == 2
+
+
+def test_a_with_phrase_nobody_indexed_is_a_400_naming_with(client):
+    for q in ("red square", "green triangle"):
+        r = client.get("/search", params={"q": q, "with": "Purple Thing"})
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("with 'purple thing' is not an indexed concept (nearest: "), detail

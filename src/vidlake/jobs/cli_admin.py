@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vidlake.errors import UsageError
 from vidlake.jobs.cli import IndexOpt, StorageOpt, app, open_store, out, plain
+from vidlake.jobs.cli_query import counted
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -124,7 +125,7 @@ def runs(
     if not rows:
         out.print(f"no runs recorded in {store.uri}", markup=False)
         return
-    table = Table(title=f"{len(rows)} runs, newest first")
+    table = Table(title=f"{counted(len(rows), 'run')}, newest first")
     table.add_column("run", no_wrap=True, overflow="fold")  # whole: `runs --json` finds it
     for col in ("started (UTC)", "status", "model"):
         table.add_column(col, overflow="fold")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidlake.checks import same_frame_has_with
 from vidlake.errors import UsageError
 from vidlake.jobs.cli import (
     IndexOpt,
@@ -40,6 +40,23 @@ BetweenOpt = Annotated[
     typer.Option("--between", help="START END seconds: objects visible in this time range."),
 ]
 MinScoreOpt = Annotated[float, typer.Option(help="Only clips whose best object scores this.")]
+# How `Query` names its arguments in the CLI's messages: the flags that set them.
+FLAGS = {
+    "min_score": "--min-score",
+    "min_presence": "--min-presence",
+    "limit": "--limit",
+    "videos": "--video",
+    "between": "--between",
+    "min_count": "--min-count",
+    "with_concepts": "--with",
+    "same_frame": "--same-frame",
+    "order_by": "--order",
+}
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 clip', '2 clips': N and NOUN, plural unless N is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = None):
@@ -59,27 +76,40 @@ def _not_indexed(engine, concept: str, candidates) -> str:
         return f"{concept!r} is not indexed, and no indexed concept is near it"
     near = ", ".join(
         f"{c.concept} (similarity {c.similarity:.2f}"
-        f"{', words match' if c.text_match else ''}, {c.n_clips} clips)"
+        f"{', words match' if c.text_match else ''}, {counted(c.n_clips, 'clip')})"
         for c in candidates
     )
     return f"{concept!r} is not indexed; nearest indexed concepts: {near}"
 
 
-def _print_rows(hits, match: str, title: str, as_json: bool, as_csv: bool) -> None:
-    """HITS (an Arrow table of clips) with a `match` column, as JSON, CSV or a table."""
+def _print_rows(
+    hits, match: str, title: str, as_json: bool, as_csv: bool, limit: int | None = None
+) -> None:
+    """HITS (an Arrow table of clips) with a `match` column, as JSON, CSV or a table.
+
+    HITS may hold one row over LIMIT (asked for so): only LIMIT rows are printed, and a note
+    says that more match (on stderr with JSON or CSV, which stdout keeps parseable).
+    """
+    more = limit is not None and hits.num_rows > limit
+    if more:
+        hits = hits.slice(0, limit)
     rows = [{**r, "match": match} for r in hits.to_pylist()]
     if as_json:
         print(json.dumps(rows, indent=2))
-        return
-    if as_csv:
+    elif as_csv:
         # The header even without rows: a reader of the CSV gets its columns either way.
         fields = [*hits.column_names, "match"]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        return
-    if not rows:
-        return
+    elif rows:
+        out.print(_table(rows, title))
+    if more:
+        note = err if (as_json or as_csv) else out
+        note.print(f"showing the first {limit} of more; raise --limit", markup=False)
+
+
+def _table(rows: list[dict], title: str) -> Table:
     # Cells are Text: names and phrases are the user's, never markup. Names wrap rather than
     # being cut; the clip id is never wrapped (`preview` takes it), unless the terminal is too
     # narrow for the table at all, where it folds rather than losing characters.
@@ -97,7 +127,7 @@ def _print_rows(hits, match: str, title: str, as_json: bool, as_csv: bool) -> No
             plain(r["concept"]),
             plain(r["clip_id"]),
         )
-    out.print(table)
+    return table
 
 
 @app.command()
@@ -137,13 +167,19 @@ def query(
     address: Annotated[str | None, typer.Option(help="Ray cluster for --verify.")] = None,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Find the clips where a concept appears; a phrase nobody indexed gives candidates."""
+    """Find the clips where a concept appears; a phrase nobody indexed gives candidates.
+
+    Candidates (clips of the nearest indexed concepts) get every filter a phrase's hits get,
+    --with and --same-frame included.
+    """
     from vidlake.query.engine import Query, normalize_phrase
 
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive")
-    same_frame_has_with(same_frame, with_, "--same-frame", "--with PHRASE")
-    engine = _open(index_uri, storage_option, as_of)
+    if verify and as_of is not None:
+        raise UsageError("--verify writes to the index; it cannot run with --as-of")
+    if max_clips < 1:
+        raise UsageError(f"--max-clips must be >= 1, got {max_clips}")
     concept = normalize_phrase(phrase)
     q = Query(
         phrase=concept,
@@ -156,26 +192,31 @@ def query(
         with_concepts=tuple(normalize_phrase(p, "--with") for p in with_ or ()),
         same_frame=same_frame,
         order_by=order,
+        names=FLAGS,
     )
+    # One row more than printed: it tells a result cut at --limit from one that ends there.
+    one_more = dataclasses.replace(q, limit=limit + 1)
+    engine = _open(index_uri, storage_option, as_of)
+    engine.check_with_concepts(q)  # before any candidate search or --verify run
     note = err if (as_json or as_csv) else out
-    if verify and as_of is not None:
-        raise UsageError("--verify writes to the index; it cannot run with --as-of")
     result = None
     if not engine.is_indexed(concept):
         candidates = engine.candidates(concept)
         note.print(_not_indexed(engine, concept, candidates), markup=False, soft_wrap=True)
         if not verify:
-            clips = engine.candidate_clips(candidates, limit=limit)
+            clips = engine.candidate_clips(candidates, query=one_more)
             if candidates and not (as_json or as_csv):
                 note.print(
                     "their clips are candidates; --verify checks them with the model", markup=False
                 )
+            shown = min(clips.num_rows, limit)
             _print_rows(
                 clips,
                 "candidate",
-                f"{clips.num_rows} candidate clips for {concept!r}",
+                f"{counted(shown, 'candidate clip')} for {concept!r}",
                 as_json,
                 as_csv,
+                limit,
             )
             return
         result = engine.verify(
@@ -187,7 +228,8 @@ def query(
             address=address,
         )
         checked = (
-            f"{concept!r} with {result.model_id} on {result.n_clips_checked} candidate clips: "
+            f"{concept!r} with {result.model_id} on "
+            f"{counted(result.n_clips_checked, 'candidate clip')}: "
             f"found in {result.n_clips_found}"
         )
         if not result.n_clips_checked:
@@ -209,18 +251,19 @@ def query(
             err.print(failure_line(clip, error), soft_wrap=True)
     elif verify:
         note.print(f"{concept!r} is indexed: a lookup, nothing to verify", markup=False)
-    hits = engine.run(q)
+    hits = engine.run(one_more)
     verified = engine.verified()
     if concept in verified:
         note.print(
-            f"{concept!r} was verified at query time on {verified[concept]} candidate clips, "
-            "not indexed over every clip",
+            f"{concept!r} was verified at query time on "
+            f"{counted(verified[concept], 'candidate clip')}, not indexed over every clip",
             markup=False,
             soft_wrap=True,
         )
     if not hits.num_rows and not (as_json or as_csv):
         out.print(f"no clips with {concept!r}", markup=False)
-    _print_rows(hits, "hit", f"{hits.num_rows} clips with {concept!r}", as_json, as_csv)
+    shown = min(hits.num_rows, limit)
+    _print_rows(hits, "hit", f"{counted(shown, 'clip')} with {concept!r}", as_json, as_csv, limit)
     if result is not None and result.failures:
         raise typer.Exit(1)
 
@@ -248,10 +291,10 @@ def info(
         table.add_row(plain(name), str(n), str(details.versions[name]))
     out.print(table)
     out.print(f"models: {', '.join(details.models) or '-'}", markup=False)
-    vocab = ", ".join(f"{c} ({n} clips)" for c, n in details.vocabulary.items())
+    vocab = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.vocabulary.items())
     out.print(f"vocabulary: {vocab or '-'}", markup=False)
     if details.verified:
-        verified = ", ".join(f"{c} ({n} clips)" for c, n in details.verified.items())
+        verified = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.verified.items())
         out.print(f"verified at query time: {verified}", markup=False)
     for uri, error in details.failed:
         out.print(failure_line(uri, error), soft_wrap=True)
@@ -283,25 +326,36 @@ def export(
     storage_option: StorageOpt = None,
 ) -> None:
     """Write the masks of a concept's hits as COCO RLE JSON or YouTube-VIS JSON."""
-    from vidlake.query.engine import normalize_phrase
+    from vidlake.query.engine import Query, normalize_phrase
     from vidlake.query.export import FORMATS, export_hits, prepare_output, write_json
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    engine = _open(index_uri, storage_option, as_of)
     concept = normalize_phrase(phrase)
+    q = Query(
+        phrase=concept,
+        min_score=min_score,
+        videos=tuple(video or ()),
+        between=between,
+        limit=limit,
+        names=FLAGS,
+    )
+    engine = _open(index_uri, storage_option, as_of)
     if not engine.is_indexed(concept):
         # An empty file would read as "indexed, found nowhere"; candidates are not hits.
-        raise UsageError(
-            f"{_not_indexed(engine, concept, engine.candidates(concept))}; "
-            "`vidlake query --verify` can add it"
-        )
+        candidates = engine.candidates(concept)
+        message = _not_indexed(engine, concept, candidates)
+        if engine.candidate_clips(candidates, limit=1).num_rows:
+            message += "; `vidlake query --verify` can add it"
+        raise UsageError(message)
     prepare_output(out_path, engine.store.storage_options)
-    hits = engine.search(phrase, min_score=min_score, videos=video, between=between, limit=limit)
+    hits = engine.run(q)
     data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]
     write_json(data, out_path, engine.store.storage_options)
-    n = len(data["annotations"])
-    out.print(f"wrote {n} annotations of {hits.num_rows} clips to {out_path}", markup=False)
+    annotations = counted(len(data["annotations"]), "annotation")
+    out.print(
+        f"wrote {annotations} of {counted(hits.num_rows, 'clip')} to {out_path}", markup=False
+    )
 
 
 @app.command()

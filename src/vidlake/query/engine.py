@@ -11,10 +11,11 @@ a set of committed video ids loaded once per snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,6 +93,9 @@ class Query:
     are visible at some time in it. videos: globs matched against the video URI and its file
     name. with_concepts: other phrases that must have a hit in the same clip (in the same
     sampled frame with same_frame). min_score/min_presence apply to every phrase.
+    names: how the caller's interface names each argument, for its error messages (the CLI
+    passes its flags, `{"min_score": "--min-score", ...}`); an argument it leaves out is named
+    as the Python argument.
     """
 
     phrase: str
@@ -104,36 +108,62 @@ class Query:
     with_concepts: tuple[str, ...] = ()
     same_frame: bool = False
     order_by: Literal["score", "time"] = "score"
+    names: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
+
+    def name(self, argument: str) -> str:
+        """ARGUMENT (a field name) as the caller's interface names it."""
+        return (self.names or {}).get(argument, argument)
 
     def __post_init__(self) -> None:
         # Checked here, where the API, the CLI and the HTTP routes all pass through, and named
-        # as the Python arguments (the CLI's flags and the HTTP parameters say the same).
-        if self.limit is not None and _whole("limit", self.limit) < 1:
-            raise UsageError(f"limit must be >= 1, got {self.limit}")
-        if _whole("min_count", self.min_count) < 1:
-            raise UsageError(f"min_count must be >= 1, got {self.min_count}")
-        for name in ("min_score", "min_presence"):
-            value = _real(name, getattr(self, name))
+        # as the caller names them (`names`).
+        name = self.name
+        if self.limit is not None and _whole(name("limit"), self.limit) < 1:
+            raise UsageError(f"{name('limit')} must be >= 1, got {self.limit}")
+        if _whole(name("min_count"), self.min_count) < 1:
+            raise UsageError(f"{name('min_count')} must be >= 1, got {self.min_count}")
+        for arg in ("min_score", "min_presence"):
+            value = _real(name(arg), getattr(self, arg))
             if not 0.0 <= value <= 1.0:  # NaN too
-                raise UsageError(f"{name} must be between 0 and 1 (scores are), got {value}")
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "videos", _strings("videos", self.videos))
-        object.__setattr__(self, "with_concepts", _strings("with_concepts", self.with_concepts))
+                raise UsageError(f"{name(arg)} must be between 0 and 1 (scores are), got {value}")
+            object.__setattr__(self, arg, value)
+        object.__setattr__(self, "videos", _strings(name("videos"), self.videos))
+        object.__setattr__(
+            self, "with_concepts", _strings(name("with_concepts"), self.with_concepts)
+        )
         if self.between is not None:
+            between = name("between")
             if isinstance(self.between, str | bytes) or not isinstance(self.between, Sequence):
-                raise UsageError(f"between must be (start_s, end_s), got {self.between!r}")
+                raise UsageError(f"{between} must be (start_s, end_s), got {self.between!r}")
             if len(self.between) != 2:
-                raise UsageError(f"between must be (start_s, end_s), got {self.between!r}")
-            start, end = (_real("between", v) for v in self.between)
-            in_order(start, end, "between start", "end")
+                raise UsageError(f"{between} must be (start_s, end_s), got {self.between!r}")
+            start, end = (_real(between, v) for v in self.between)
+            in_order(start, end, f"{between} start", "end")
             if start < 0:
-                raise UsageError(f"between start must be >= 0, got {start}")
+                raise UsageError(f"{between} start must be >= 0, got {start}")
             object.__setattr__(self, "between", (start, end))
         if self.order_by not in ORDERS:
-            raise UsageError(f"order_by must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
+            raise UsageError(
+                f"{name('order_by')} must be one of {', '.join(ORDERS)}, got {self.order_by!r}"
+            )
         if not isinstance(self.same_frame, bool):
-            raise UsageError(f"same_frame must be True or False, got {self.same_frame!r}")
-        same_frame_has_with(self.same_frame, self.with_concepts, "same_frame", "with_concepts")
+            raise UsageError(f"{name('same_frame')} must be True or False, got {self.same_frame!r}")
+        same_frame_has_with(
+            self.same_frame, self.with_concepts, name("same_frame"), name("with_concepts")
+        )
+
+
+def make_query(
+    phrase: str, *, with_concepts: str | Sequence[str] = (), **arguments: object
+) -> Query:
+    """A Query of PHRASE and `search`'s keyword ARGUMENTS, its phrases normalized."""
+    return Query(
+        phrase=normalize_phrase(phrase),
+        with_concepts=tuple(
+            normalize_phrase(p, "with_concepts") for p in _strings("with_concepts", with_concepts)
+        ),
+        **arguments,  # type: ignore[arg-type]  # Query checks each value and names it
+    )
 
 
 @dataclass(frozen=True)
@@ -329,25 +359,23 @@ class ConceptIndex:
         of videos with an `indexed` row are returned: rows of a video whose job was killed
         before its commit marker are invisible here.
         """
-        query = Query(
-            phrase=normalize_phrase(phrase),
+        query = make_query(
+            phrase,
             min_score=min_score,
             min_presence=min_presence,
             limit=limit,
             videos=videos,  # Query makes it a tuple of strings
             between=between,
             min_count=min_count,
-            with_concepts=tuple(
-                normalize_phrase(p, "with_concepts")
-                for p in _strings("with_concepts", with_concepts)
-            ),
+            with_concepts=with_concepts,
             same_frame=same_frame,
             order_by=order_by,
         )
         return self.run(query)
 
     def run(self, query: Query) -> pa.Table:
-        """The hits of a validated Query."""
+        """The hits of a validated Query (a UsageError if a with_concepts phrase is unknown)."""
+        self.check_with_concepts(query)
         hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
         if query.videos and hits.num_rows:
             hits = hits.filter(_glob_mask(hits.column("video_uri"), query.videos))
@@ -374,6 +402,21 @@ class ConceptIndex:
             # The top rows only, then sorted: cheaper than sorting every hit of a common concept.
             hits = hits.take(pc.select_k_unstable(hits, k=query.limit, sort_keys=order))
         return hits.sort_by(order)
+
+    def check_with_concepts(self, query: Query) -> None:
+        """UsageError naming QUERY's with_concepts phrase that a lookup cannot answer.
+
+        Such a phrase has no hits anywhere, so it would silently empty every result; a
+        phrase nobody indexed gets candidates and --verify, a with_concepts phrase does not.
+        """
+        for other in query.with_concepts:
+            if self.is_indexed(other):
+                continue
+            near = ", ".join(c.concept for c in self.candidates(other, n=3))
+            raise UsageError(
+                f"{query.name('with_concepts')} {other!r} is not an indexed concept"
+                + (f" (nearest: {near})" if near else " (the index has no concepts near it)")
+            )
 
     @staticmethod
     def _where(query: Query, filters: bool = True) -> str:
@@ -504,18 +547,38 @@ class ConceptIndex:
         ][:n]
 
     def candidate_clips(
-        self, candidates: Sequence[Candidate | str], limit: int | None = 100, **filters
+        self,
+        candidates: Sequence[Candidate | str],
+        limit: int | None = 100,
+        *,
+        query: Query | None = None,
+        **filters,
     ) -> pa.Table:
-        """Hits of the candidate concepts (one row per clip, the nearest candidate's row)."""
+        """Hits of the candidate concepts (one row per clip, the nearest candidate's row).
+
+        QUERY's filters (or FILTERS, `search`'s keyword arguments) apply to each candidate as
+        they do to a phrase's hits, with_concepts and same_frame included; QUERY's phrase is
+        ignored and its limit replaces LIMIT. order_by "score": the nearest candidate's clips
+        first, each candidate's best score first (nearness is what makes a candidate); "time":
+        by video URI, then start time.
+        """
+        if query is None:
+            query = make_query("candidates", limit=limit, **filters)  # phrase: each candidate
         tables = []
         for rank, cand in enumerate(candidates):
-            name = cand.concept if isinstance(cand, Candidate) else cand
-            t = self.search(name, limit=None, **filters)
+            name = normalize_phrase(cand.concept if isinstance(cand, Candidate) else cand)
+            t = self.run(dataclasses.replace(query, phrase=name, limit=None))
             tables.append(t.append_column("rank", pa.array([rank] * t.num_rows, pa.int32())))
         if not tables:
+            self.check_with_concepts(query)
             return HIT_SCHEMA.empty_table()
         merged = pa.concat_tables(tables).sort_by(
-            [("rank", "ascending"), ("max_score", "descending"), ("video_uri", "ascending")]
+            [
+                ("rank", "ascending"),
+                ("max_score", "descending"),
+                ("video_uri", "ascending"),
+                ("start_s", "ascending"),
+            ]
         )
         seen: set[str] = set()
         keep = []
@@ -524,7 +587,9 @@ class ConceptIndex:
                 seen.add(clip)
                 keep.append(i)
         out = merged.take(pa.array(keep, pa.int64())).drop_columns(["rank"])
-        return out.slice(0, limit) if limit is not None else out
+        if query.order_by == "time":
+            out = out.sort_by([("video_uri", "ascending"), ("start_s", "ascending")])
+        return out.slice(0, query.limit) if query.limit is not None else out
 
     def verify(
         self,
@@ -640,6 +705,7 @@ __all__ = [
     "ConceptIndex",
     "IndexInfo",
     "Query",
+    "make_query",
     "normalize_phrase",
     "resolve_versions",
 ]

@@ -3,8 +3,8 @@ per clip), from the masks stored in `masklets`.
 
 COCO bboxes are [x, y, width, height] in pixels of the indexed frames; RLE counts are the
 compressed strings pycocotools writes (column-major, as stored). Image and video file names
-are virtual (`<video file>/<clip index>/<frame>.jpg`); each record also carries the video URI,
-clip id and timestamps that locate the frame in the source.
+are virtual (`<video file>-<video id>/<clip index>/<frame>.jpg`, unique per video); each
+record also carries the video URI, clip id and timestamps that locate the frame in the source.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-from vidlake.errors import UsageError
+from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex
-from vidlake.store.object_store import fsspec_options, protocol
+from vidlake.store.object_store import fsspec_options, preflight, protocol
 
 FORMATS = ("coco", "ytvis")
 
@@ -61,7 +61,14 @@ def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     costs no query or decoding.
     """
     if is_remote(out):
-        fs, path = _filesystem(os.fspath(out), storage_options)
+        uri = os.fspath(out)
+        try:
+            # One list request with short timeouts: an unreachable endpoint, rejected
+            # credentials or a missing bucket is one line, not botocore's retries and traceback.
+            preflight(uri, (), storage_options)
+        except VidlakeError as exc:
+            raise UsageError(f"--out {exc}") from exc
+        fs, path = _filesystem(uri, storage_options)
         with writing(out):
             is_dir = fs.isdir(path)
         if is_dir:
@@ -120,8 +127,10 @@ def _area(rle: dict) -> float:
 
 
 def _frame_name(clip: dict, frame_index: int) -> str:
+    """`<video file>-<video id>/<clip index>/<frame>.jpg`: the id keeps apart two videos of one
+    file name in different folders, which COCO tools would otherwise merge into one image."""
     stem = posixpath.basename(clip["video_uri"])
-    return f"{stem}/{clip['clip_index']:05d}/{frame_index:08d}.jpg"
+    return f"{stem}-{clip['video_id']}/{clip['clip_index']:05d}/{frame_index:08d}.jpg"
 
 
 def export_hits(

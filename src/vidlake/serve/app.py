@@ -39,6 +39,7 @@ from vidlake import __version__
 from vidlake.checks import in_order, same_frame_has_with
 from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
+from vidlake.query.engine import Query as SearchQuery
 from vidlake.query.export import rle_json
 from vidlake.serve.verifier import Verifier, verify_clips
 
@@ -513,13 +514,16 @@ def build_app(
         order: Annotated[Literal["score", "time"], Query()] = "score",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     ) -> JSONResponse:
-        """Clips where the phrase appears, best first; candidates when it is not indexed."""
+        """Clips where the phrase appears, best first; candidates when it is not indexed.
+
+        Candidates get every filter hits get, `with` and `same_frame` included.
+        """
         engine = snapshot.current()
         phrase = normalize_phrase(q, "q")
         others = _phrases(with_, "with")
         if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
-        try:  # Query checks these too, but named as its Python arguments
+        try:  # Query checks these too, but names them as its own arguments (with, between)
             same_frame_has_with(same_frame, others, "same_frame", "`with`")
             if start_s is not None and end_s is not None:
                 in_order(start_s, end_s, "start_s", "end_s")
@@ -528,11 +532,19 @@ def build_app(
         between = None
         if start_s is not None or end_s is not None:
             between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
-        filters = dict(
+        # A UsageError of Query's (or of an unknown `with` phrase) is a 400 naming these.
+        query = SearchQuery(
+            phrase=phrase,
             min_score=min_score,
             min_presence=min_presence,
-            videos=video,
+            limit=limit,
+            videos=tuple(video or ()),
             between=between,
+            min_count=min_count,
+            with_concepts=tuple(others),
+            same_frame=same_frame,
+            order_by=order,
+            names={"with_concepts": "with", "videos": "video", "order_by": "order"},
         )
         body: dict[str, Any] = {
             "phrase": phrase,
@@ -541,24 +553,18 @@ def build_app(
             "verified_on": None,
             "candidates": [],
         }
-        if not engine.is_indexed(phrase) and snapshot.refresh_s > 0:
+        known = (phrase, *others)
+        if not all(map(engine.is_indexed, known)) and snapshot.refresh_s > 0:
             engine = snapshot.latest()
             body["index_version"] = engine.version
+        engine.check_with_concepts(query)
         if engine.is_indexed(phrase):
-            hits = engine.search(
-                phrase,
-                limit=limit,
-                min_count=min_count,
-                with_concepts=others,
-                same_frame=same_frame,
-                order_by=order,
-                **filters,
-            )
+            hits = engine.run(query)
             body["verified_on"] = engine.verified().get(phrase)
             body["hits"] = _hit_rows(hits, "hit")
         else:
             near = engine.candidates(phrase)
-            clips = engine.candidate_clips(near, limit=limit, **filters)
+            clips = engine.candidate_clips(near, query=query)
             body["indexed"] = False
             body["candidates"] = [asdict(c) for c in near]
             body["hits"] = _hit_rows(clips, "candidate")
