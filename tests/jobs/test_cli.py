@@ -208,7 +208,7 @@ def test_tiny_sam3_through_the_whole_cli(tmp_path, synthetic_corpus):
         "--model", str(model_dir), *FAST,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "indexed 1 videos" in proc.stdout and "frames/s" in proc.stdout
+    assert "indexed 1 video," in proc.stdout and "frames/s" in proc.stdout
     assert re.search(r"model busy \d+% of the time", proc.stdout), proc.stdout
     assert_no_library_noise(proc.stderr)
 
@@ -321,7 +321,7 @@ def test_an_empty_folder_fails_alone_and_hidden_files_are_skipped(tmp_path, synt
         "--model", "synthetic:color", *FAST,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "indexed 1 videos, failed 1" in proc.stdout, proc.stdout
+    assert "indexed 1 video, failed 1" in proc.stdout, proc.stdout
     why = f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {empty}"
     assert f"failed {empty}: {why}" in proc.stderr, proc.stderr
 

@@ -107,7 +107,7 @@ def test_cli_address_runs_the_job_on_an_existing_cluster(cluster, synthetic_corp
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "indexed 1 videos" in proc.stdout
+    assert "indexed 1 video," in proc.stdout
     # The CLI's driver registered with this cluster's GCS instead of starting its own Ray.
     assert len(ray._private.state.jobs()) == drivers_before + 1
 

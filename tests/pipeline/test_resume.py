@@ -220,7 +220,7 @@ def test_a_manifest_line_naming_no_file_fails_alone(synthetic_corpus, tmp_path):
     index = str(tmp_path / "idx")
     proc = run(index_cmd([str(manifest)], index))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "indexed 1 videos, failed 1" in proc.stdout
+    assert "indexed 1 video, failed 1" in proc.stdout
     videos = {Path(r["uri"]).name: r for r in IndexStore.open(index).videos().to_pylist()}
     assert videos[Path(synthetic_corpus[0].uri).name]["status"] == "indexed"
     assert videos["not_here.mp4"]["status"] == "failed"
@@ -239,7 +239,7 @@ def test_a_rerun_with_other_clip_settings_redoes_the_videos(corpus, reference_in
     # ARGS say --clip-seconds 2; the last one given wins.
     longer = run(index_cmd([video], index, "--clip-seconds", "4"))
     assert longer.returncode == 0, longer.stderr
-    assert "indexed 1 videos" in longer.stdout and "skipped 0" in longer.stdout, longer.stdout
+    assert "indexed 1 video," in longer.stdout and "skipped 0" in longer.stdout, longer.stdout
     assert_no_duplicates(index)
     assert IndexStore.open(index).dataset("clips").count_rows() < clips
 

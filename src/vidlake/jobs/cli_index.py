@@ -24,6 +24,7 @@ from vidlake.jobs.cli import (
     IndexOpt,
     StorageOpt,
     app,
+    counted,
     err,
     failure_line,
     model_app,
@@ -215,11 +216,11 @@ def index(
     for uri, error in summary.failures:
         err.print(failure_line(uri, error), soft_wrap=True)
     out.print(
-        f"indexed {summary.n_indexed} videos, failed {summary.n_failed}, "
+        f"indexed {counted(summary.n_indexed, 'video')}, failed {summary.n_failed}, "
         f"skipped {summary.n_skipped} already indexed"
         + (f", pruned {summary.n_pruned}" if summary.n_pruned else "")
-        + f"; {summary.n_clips} clips, "
-        f"{summary.n_masklets} masklets, {summary.n_frames} frames in {summary.wall_s:.1f} s "
+        + f"; {counted(summary.n_clips, 'clip')}, {counted(summary.n_masklets, 'masklet')}, "
+        f"{counted(summary.n_frames, 'frame')} in {summary.wall_s:.1f} s "
         f"({summary.frames_per_s:.1f} frames/s"
         + (f", model busy {summary.model_busy:.0%} of the time" if summary.model_s else "")
         + ")",

@@ -17,6 +17,7 @@ from vidlake.jobs.cli import (
     IndexOpt,
     StorageOpt,
     app,
+    counted,
     err,
     failure_line,
     open_store,
@@ -52,11 +53,6 @@ FLAGS = {
     "same_frame": "--same-frame",
     "order_by": "--order",
 }
-
-
-def counted(n: int, noun: str) -> str:
-    """'1 clip', '2 clips': N and NOUN, plural unless N is 1."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = None):
