@@ -15,6 +15,20 @@ from vidlake.store.tables import IndexStore
 CONCEPTS = ("red square", "blue circle", "green triangle", "yellow star", "purple hexagon")
 
 
+def corpus_config(corpus, index_uri: str) -> IndexConfig:
+    """The synthetic corpus in 2 s clips at 4 frames/s, every concept, the colour segmenter."""
+    return IndexConfig(
+        sources=tuple(v.uri for v in corpus),
+        index_uri=index_uri,
+        concepts=CONCEPTS,
+        model="synthetic:color",
+        clip_seconds=2.0,
+        fps=4.0,
+        overlap_s=0.5,
+        max_side=None,
+    )
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
@@ -44,17 +58,7 @@ def indexed(ray_local, synthetic_corpus, tmp_path_factory):
         PRELOADS.append(time.time())
         return preload()
 
-    index_uri = str(tmp_path_factory.mktemp("index") / "idx")
-    config = IndexConfig(
-        sources=tuple(v.uri for v in synthetic_corpus),
-        index_uri=index_uri,
-        concepts=CONCEPTS,
-        model="synthetic:color",
-        clip_seconds=2.0,
-        fps=4.0,
-        overlap_s=0.5,
-        max_side=None,
-    )
+    config = corpus_config(synthetic_corpus, str(tmp_path_factory.mktemp("index") / "idx"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vidlake.query.text, "preload_text_encoder", recorded)
         summary = run_index(config)
@@ -317,16 +321,7 @@ def test_ctrl_c_keeps_the_finished_videos_and_records_the_run(
 ):
     from vidlake.store.maintenance import list_runs
 
-    config = IndexConfig(
-        sources=tuple(v.uri for v in synthetic_corpus),
-        index_uri=str(tmp_path / "idx"),
-        concepts=CONCEPTS,
-        model="synthetic:color",
-        clip_seconds=2.0,
-        fps=4.0,
-        overlap_s=0.5,
-        max_side=None,
-    )
+    config = corpus_config(synthetic_corpus, str(tmp_path / "idx"))
 
     def ctrl_c_after_the_first_video(phase, done, total):
         if phase == "videos" and done == 1:
