@@ -154,6 +154,8 @@ def test_verify_with_tiny_sam3_adds_a_lookup(cli_index, tiny_sam3_dir, tmp_path)
     assert json.loads(again.stdout) == first
     info = json.loads(vidlake("info", "--index", index, "--json").stdout)
     assert info["verified"] == {"green triangle": len(first)}
+    text = vidlake("info", "--index", index).stdout
+    assert f"green triangle (found in {len(first)} clip" in text and " of 2 checked)" in text
     assert sorted(info["vocabulary"]) == ["blue circle", "red square"]
 
 

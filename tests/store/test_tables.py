@@ -52,8 +52,11 @@ def test_tables_use_lances_current_format(tmp_path):
 
 
 def test_not_an_index_and_newer_schema_are_refused(tmp_path):
-    with pytest.raises(IndexNotFoundError, match="not a vidlake index"):
+    with pytest.raises(IndexNotFoundError, match=r"not a vidlake index \(no such folder\)"):
         IndexStore.open(str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexNotFoundError, match=r"not a vidlake index \(no videos table\)"):
+        IndexStore.open(str(tmp_path / "empty"))
     store = IndexStore.create(str(tmp_path / "idx"))
     newer = schema.VIDEOS.with_metadata({schema.SCHEMA_VERSION_KEY: b"99"})
     lance.write_dataset(newer.empty_table(), table_uri(store.uri, "videos"), mode="overwrite")

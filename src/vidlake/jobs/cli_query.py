@@ -274,7 +274,8 @@ def info(
     """Show an index: rows and version per table, failed videos, the vocabulary."""
     import dataclasses
 
-    details = _open(index_uri, storage_option, as_of).info()
+    engine = _open(index_uri, storage_option, as_of)
+    details = engine.info()
     if as_json:
         print(json.dumps(dataclasses.asdict(details), indent=2))
         return
@@ -290,7 +291,12 @@ def info(
     vocab = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.vocabulary.items())
     out.print(f"vocabulary: {vocab or '-'}", markup=False)
     if details.verified:
-        verified = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.verified.items())
+        # Clips where it was found, of the candidate clips checked (what `query` reports).
+        checked = engine.verified()
+        verified = ", ".join(
+            f"{c} (found in {counted(n, 'clip')} of {checked.get(c, 0)} checked)"
+            for c, n in details.verified.items()
+        )
         out.print(f"verified at query time: {verified}", markup=False)
     for uri, error in details.failed:
         out.print(failure_line(uri, error), soft_wrap=True)

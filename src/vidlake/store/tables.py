@@ -96,8 +96,10 @@ class IndexStore:
         try:
             videos = store.dataset("videos")
         except (ValueError, OSError, FileNotFoundError) as exc:
+            local = "://" not in store.uri and not Path(store.uri).exists()
+            why = "no such folder" if local else "no videos table"
             raise IndexNotFoundError(
-                f"{uri}: not a vidlake index (no videos table); create one with `vidlake index`"
+                f"{uri}: not a vidlake index ({why}); create one with `vidlake index`"
             ) from exc
         store._check_version(videos.schema)
         return store
