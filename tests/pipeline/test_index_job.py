@@ -337,3 +337,29 @@ def test_ctrl_c_keeps_the_finished_videos_and_records_the_run(
     again = run_index(config)
     assert again.n_skipped == committed
     assert again.n_indexed == len(synthetic_corpus) - committed
+
+
+def test_a_source_that_lists_videos_now_loses_its_failed_row(ray_local, synthetic_corpus, tmp_path):
+    """A missing path or an empty folder is a failed placeholder row under the source as
+    typed; once it lists videos they are indexed under their own ids, and the placeholder
+    used to stay among the index's failures for good."""
+    import dataclasses
+    import shutil
+
+    later, empty = tmp_path / "later.mp4", tmp_path / "empty"
+    empty.mkdir()
+    sources = (str(later), str(empty), synthetic_corpus[0].uri)
+    config = dataclasses.replace(corpus_config(synthetic_corpus, str(tmp_path / "idx")),
+                                 sources=sources)  # fmt: skip
+
+    def failed() -> set[str]:
+        videos = IndexStore.open(config.index_uri).videos().to_pylist()
+        return {v["uri"] for v in videos if v["status"] == "failed"}
+
+    assert run_index(config).n_failed == 2
+    assert failed() == {str(later), str(empty)}
+    shutil.copy(synthetic_corpus[1].uri, later)
+    shutil.copy(synthetic_corpus[2].uri, empty / "v.mp4")
+    again = run_index(config)
+    assert (again.n_failed, again.n_indexed, again.n_skipped) == (0, 2, 1)
+    assert failed() == set()

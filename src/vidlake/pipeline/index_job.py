@@ -131,8 +131,13 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
         )
     if unlisted and not found and not missing:
         raise UsageError(unlisted[0][1])
-    missing += [(VideoSource(uri=s, size=0, version="missing"), why) for s, why in unlisted]
+    missing += [(unlisted_source(s), why) for s, why in unlisted]
     return list(found.values()), missing
+
+
+def unlisted_source(source: str) -> VideoSource:
+    """The placeholder a source that cannot be listed is recorded as (a failed video)."""
+    return VideoSource(uri=source, size=0, version="missing")
 
 
 # The options that decide what a video's clips and masklets are, besides model and vocabulary.
@@ -307,6 +312,10 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
         check_address(config.address)  # before the index is created
     sources, missing = list_sources(config)
     store = IndexStore.create(config.index_uri, opts)
+    now_missing = {s.uri for s, _ in missing}
+    store.delete_failed(
+        unlisted_source(s) for s in config.sources if s not in now_missing
+    )  # sources that failed to list before and list videos now
     todo, skipped, stale = select_todo(store, sources, config)
     summary.n_skipped = len(skipped)
     # Rows of videos this job is about to (re)do: changed ones, and those a killed job left

@@ -18,10 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidlake.errors import IndexNotFoundError, UsageError, VidlakeError
+from vidlake.records import VideoSource
 from vidlake.store.object_store import check_uri, lance_options
 from vidlake.store.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
+    STATUS_FAILED,
     STATUS_INDEXED,
     TABLES,
 )
@@ -202,6 +204,26 @@ class IndexStore:
             mode="append",
             storage_options=self.storage_options,
         )
+
+    def delete_failed(self, sources: Iterable[VideoSource]) -> int:
+        """Deletes the failed rows of exactly these SOURCES (same id and fingerprint); how many.
+
+        For the placeholder rows of sources that could not be listed in an earlier run (a
+        missing path, an empty folder): once a source lists videos, those are indexed under
+        their own ids, and the placeholder would stay among `info`'s failures for good.
+        """
+        by_id = {s.video_id: s.fingerprint for s in sources}
+        if not by_id:
+            return 0
+        rows = self.dataset("videos").to_table(
+            columns=["video_id", "fingerprint"],
+            filter=f"status = '{STATUS_FAILED}' AND video_id IN ({_sql_list(by_id)})",
+        )
+        stale = [
+            r["video_id"] for r in rows.to_pylist() if by_id[r["video_id"]] == r["fingerprint"]
+        ]
+        self.delete_videos(stale)
+        return len(stale)
 
     def delete_videos(self, video_ids: Iterable[str], include_video_rows: bool = True) -> None:
         """Deletes every row of these videos (the `videos` row first, so none is half-visible)."""
