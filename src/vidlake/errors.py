@@ -26,5 +26,12 @@ class VideoError(VidlakeError):
     """
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """EXC's message on one line and at most LIMIT characters (its type's name if it has none):
+    for a library's exception quoted inside a VidlakeError's message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class EmptySourceError(UsageError):
     """A folder, glob, prefix or manifest that exists but names no video: nothing to index."""

@@ -17,7 +17,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from vidlake.errors import CheckpointError
+from vidlake.errors import CheckpointError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def download_checkpoint(
         fs.get(remote.rstrip("/") + "/", str(partial), recursive=True)
     except _storage_errors() as exc:
         raise CheckpointError(
-            f"cannot download checkpoint {uri}: {_one_line(exc)} "
+            f"cannot download checkpoint {uri}: {one_line(exc)} "
             "(check the URI, credentials and storage options)"
         ) from exc
 
@@ -287,7 +287,7 @@ def load_error(spec: str, exc: BaseException) -> CheckpointError:
             f"for SAM 3, {_ACCESS_HINT}"
         )
     else:
-        message = f"cannot load SAM 3 checkpoint {spec}: {_one_line(exc)}"
+        message = f"cannot load SAM 3 checkpoint {spec}: {one_line(exc)}"
     return CheckpointError(message)
 
 
@@ -312,8 +312,3 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
 def _status_code(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:300] + "…"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vidlake.config import IndexConfig
-from vidlake.errors import EmptySourceError, UsageError, VidlakeError
+from vidlake.errors import EmptySourceError, UsageError, VidlakeError, one_line
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
 from vidlake.pipeline.commits import VideoCommitter
@@ -214,8 +214,7 @@ def init_ray(address: str | None) -> None:
                 warnings.filterwarnings("ignore", message="Ray Client connection timed out")
                 ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as exc:  # "auto" with no cluster on this machine, among others
-            reason = " ".join(str(exc).split())[:300]
-            raise UsageError(f"--address {address}: cannot connect ({reason})") from None
+            raise UsageError(f"--address {address}: cannot connect ({one_line(exc)})") from None
     else:
         with warnings.catch_warnings():
             # pylance warns on every fork; Ray starts its processes by fork+exec, which is safe.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vidlake.errors import VidlakeError
+from vidlake.errors import VidlakeError, one_line
 from vidlake.records import ClipResult, ClipSpec, VideoInfo
 from vidlake.store.object_store import fsspec_options
 
@@ -283,7 +283,7 @@ def load_failure(model: str, exc: BaseException) -> str:
     """One line saying why the segmenter MODEL could not be loaded."""
     if isinstance(exc, VidlakeError):
         return str(exc)
-    text = " ".join(str(exc).split())[:300] or "no message"
+    text = one_line(exc) if str(exc).strip() else "no message"
     return f"cannot load the segmenter {model}: {type(exc).__name__}: {text}"
 
 

@@ -229,9 +229,7 @@ class Snapshot:
 
     def _refresh(self) -> None:
         try:
-            if resolve_versions(self.engine.store, None) != self.engine.versions:
-                self.engine = self._open()
-                log.info("serving index version %d", self.engine.version)
+            self.latest()
         except (OSError, ValueError, VidlakeError) as exc:
             log.warning("could not refresh the index snapshot: %s", exc)
         finally:
@@ -243,6 +241,7 @@ class Snapshot:
         who verifies, then searches)."""
         if resolve_versions(self.engine.store, None) != self.engine.versions:
             self.engine = self._open()
+            log.info("serving index version %d", self.engine.version)
         return self.engine
 
     def reopen(self) -> ConceptIndex:
