@@ -154,6 +154,29 @@ def moto_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     return moto_s3
 
 
+def _synthetic_config(videos: list[SyntheticVideo], index_uri: str, concepts: tuple[str, ...]):
+    """The IndexConfig of synthetic videos: the colour segmenter (exact ground truth), 2 s clips
+    at 4 fps overlapping by 0.5 s, native size."""
+    from vidlake.config import IndexConfig
+
+    return IndexConfig(
+        sources=tuple(v.uri for v in videos),
+        index_uri=index_uri,
+        concepts=concepts,
+        model="synthetic:color",
+        clip_seconds=2.0,
+        fps=4.0,
+        overlap_s=0.5,
+        max_side=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_config():
+    """A function (videos, index URI, concepts) -> the IndexConfig the synthetic indexes use."""
+    return _synthetic_config
+
+
 @pytest.fixture(scope="session")
 def index_synthetic():
     """A function (folder, videos, concepts) -> index URI: the videos indexed with the colour
@@ -162,7 +185,6 @@ def index_synthetic():
     def build(folder: Path, videos: list[SyntheticVideo], concepts: tuple[str, ...]) -> str:
         import ray
 
-        from vidlake.config import IndexConfig
         from vidlake.pipeline.index_job import run_index
 
         uri = str(folder / "idx")
@@ -170,18 +192,7 @@ def index_synthetic():
         if started:
             ray.init(address="local", num_cpus=2, include_dashboard=False)
         try:
-            run_index(
-                IndexConfig(
-                    sources=tuple(v.uri for v in videos),
-                    index_uri=uri,
-                    concepts=concepts,
-                    model="synthetic:color",
-                    clip_seconds=2,
-                    fps=4,
-                    overlap_s=0.5,
-                    max_side=None,
-                )
-            )
+            run_index(_synthetic_config(videos, uri, concepts))
         finally:
             if started:
                 ray.shutdown()

@@ -15,20 +15,6 @@ from vidlake.store.tables import IndexStore
 CONCEPTS = ("red square", "blue circle", "green triangle", "yellow star", "purple hexagon")
 
 
-def corpus_config(corpus, index_uri: str) -> IndexConfig:
-    """The synthetic corpus in 2 s clips at 4 frames/s, every concept, the colour segmenter."""
-    return IndexConfig(
-        sources=tuple(v.uri for v in corpus),
-        index_uri=index_uri,
-        concepts=CONCEPTS,
-        model="synthetic:color",
-        clip_seconds=2.0,
-        fps=4.0,
-        overlap_s=0.5,
-        max_side=None,
-    )
-
-
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
@@ -47,7 +33,7 @@ PRELOADS: list[float] = []  # when the job started loading the text encoder (epo
 
 
 @pytest.fixture(scope="module")
-def indexed(ray_local, synthetic_corpus, tmp_path_factory):
+def indexed(ray_local, synthetic_corpus, synthetic_config, tmp_path_factory):
     import time
 
     import vidlake.query.text
@@ -58,7 +44,8 @@ def indexed(ray_local, synthetic_corpus, tmp_path_factory):
         PRELOADS.append(time.time())
         return preload()
 
-    config = corpus_config(synthetic_corpus, str(tmp_path_factory.mktemp("index") / "idx"))
+    index_uri = str(tmp_path_factory.mktemp("index") / "idx")
+    config = synthetic_config(synthetic_corpus, index_uri, CONCEPTS)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vidlake.query.text, "preload_text_encoder", recorded)
         summary = run_index(config)
@@ -317,11 +304,11 @@ def test_an_address_no_cluster_answers_is_a_one_line_error(tmp_path, synthetic_c
 
 
 def test_ctrl_c_keeps_the_finished_videos_and_records_the_run(
-    ray_local, synthetic_corpus, tmp_path
+    ray_local, synthetic_corpus, synthetic_config, tmp_path
 ):
     from vidlake.store.maintenance import list_runs
 
-    config = corpus_config(synthetic_corpus, str(tmp_path / "idx"))
+    config = synthetic_config(synthetic_corpus, str(tmp_path / "idx"), CONCEPTS)
 
     def ctrl_c_after_the_first_video(phase, done, total):
         if phase == "videos" and done == 1:
@@ -339,7 +326,9 @@ def test_ctrl_c_keeps_the_finished_videos_and_records_the_run(
     assert again.n_indexed == len(synthetic_corpus) - committed
 
 
-def test_a_source_that_lists_videos_now_loses_its_failed_row(ray_local, synthetic_corpus, tmp_path):
+def test_a_source_that_lists_videos_now_loses_its_failed_row(
+    ray_local, synthetic_corpus, synthetic_config, tmp_path
+):
     """A missing path or an empty folder is a failed placeholder row under the source as
     typed; once it lists videos they are indexed under their own ids, and the placeholder
     used to stay among the index's failures for good."""
@@ -349,8 +338,9 @@ def test_a_source_that_lists_videos_now_loses_its_failed_row(ray_local, syntheti
     later, empty = tmp_path / "later.mp4", tmp_path / "empty"
     empty.mkdir()
     sources = (str(later), str(empty), synthetic_corpus[0].uri)
-    config = dataclasses.replace(corpus_config(synthetic_corpus, str(tmp_path / "idx")),
-                                 sources=sources)  # fmt: skip
+    config = dataclasses.replace(
+        synthetic_config(synthetic_corpus, str(tmp_path / "idx"), CONCEPTS), sources=sources
+    )
 
     def failed() -> set[str]:
         videos = IndexStore.open(config.index_uri).videos().to_pylist()
