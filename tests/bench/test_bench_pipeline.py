@@ -15,7 +15,11 @@ def assert_finite_positive(rows) -> None:
     for row in rows:
         for what in ("value", "baseline", "ratio"):
             got = getattr(row, what)
-            assert math.isfinite(got) and got > 0, (row.section, row.name, what, got)
+            assert math.isfinite(got), (row.section, row.name, what, got)
+            # "s over" rows are differences of two timings: at smoke sizes noise can make one
+            # zero or negative (CI saw -0.0005 s); every other figure is a rate, size or time.
+            if " s over " not in row.name:
+                assert got > 0, (row.section, row.name, what, got)
 
 
 def test_smoke_run_gives_every_stage_row(tmp_path, bench_pipeline):
