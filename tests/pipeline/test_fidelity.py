@@ -58,15 +58,6 @@ def _reference_model(model_dir):
     return _MODELS[model_dir]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def _index(synthetic_corpus, model_dir, folder, **options) -> IndexConfig:
     config = IndexConfig(
         sources=tuple(v.uri for v in synthetic_corpus),

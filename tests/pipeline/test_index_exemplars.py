@@ -4,22 +4,11 @@ exemplar are stored under the prompt's name (tiny model)."""
 
 from __future__ import annotations
 
-import pytest
-
 import vidlake
 from vidlake.config import IndexConfig
 from vidlake.model.prompts import parse_exemplars
 from vidlake.pipeline.index_job import run_index
 from vidlake.store.tables import IndexStore
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def shape_box(video, concept: str, frame: int) -> str:

@@ -1,0 +1,56 @@
+"""Ray Data's advice to a pipeline's author stays off a vidlake user's console."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from vidlake.pipeline.index_job import quiet_ray_data
+
+ISSUES = "ray.data._internal.issue_detection"
+
+
+@pytest.fixture
+def restore_loggers():
+    names = [ISSUES, "ray.data", "ray.data._internal.progress"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_high_memory_advice_is_not_printed(ray_local, restore_loggers, quiet):
+    import ray
+
+    def hungry(batch: dict) -> dict:
+        """0.25-CPU tasks holding ~1.1 GiB each: past Ray Data's "consider setting memory=" mark.
+        (Nested, so Ray's workers get it by value: they cannot import this test module.)"""
+        held = np.ones(1100 * 2**20, dtype=np.uint8)
+        time.sleep(2)
+        batch["n"] = batch["id"] + int(held[-1])
+        return batch
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s
+    ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = 0.5
+    if quiet:
+        quiet_ray_data()
+    seen: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = seen.append  # "ray.data" does not propagate to the root, so no caplog
+    logging.getLogger(ISSUES).addHandler(catcher)
+    try:
+        rows = (
+            ray.data.range(3, override_num_blocks=3).map_batches(hungry, num_cpus=0.25).take_all()
+        )
+    finally:
+        logging.getLogger(ISSUES).removeHandler(catcher)
+        ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = saved
+    assert sorted(r["n"] for r in rows) == [1, 2, 3]
+    advice = [r for r in seen if r.levelno >= logging.WARNING]
+    # Without quiet_ray_data Ray Data gives the advice (so this test can see it at all).
+    assert bool(advice) is not quiet, [r.getMessage()[:200] for r in advice]
