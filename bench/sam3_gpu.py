@@ -500,6 +500,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--pipeline-seconds", type=float, default=16.0, help="length of each --pipeline-size video"
     )
+    parser.add_argument(
+        "--pipeline-alone", type=int, default=0, metavar="K",
+        help="then time the segment stage alone in this process on the index run's first K "
+        "clips, decoded as the job decodes them: the job's frames/s over it (issue 7's "
+        "efficiency with --pipeline-actors 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     from transformers.utils import logging as hf_logging
@@ -542,6 +548,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if cuda:
                 torch.cuda.empty_cache()
             pipeline = pipeline_run(prepared, device, args, busy, Path(tmp))
+            if args.pipeline_alone:
+                config = pipeline_config(prepared, device, args, Path(tmp))
+                pipeline["alone"] = segment_alone(config, args.pipeline_alone, busy)
 
     model = "tiny random SAM 3" if tiny else "full-size SAM 3 (random weights)"
     precision = "bf16 autocast" if device == "cuda" else "fp32"
@@ -578,7 +587,8 @@ def pipeline_lines(p: dict) -> str:
         f"pipeline: {p['n_videos']} videos ({p['video_size']}), {p['n_clips']} clips of "
         f"{p['clip_seconds']:g} s, {p['n_frames']} frames in {p['wall_s']:.1f} s: "
         f"{p['frames_per_s']:.2f} frames/s; in the model {model_fps:.2f} frames/s per actor; "
-        f"{p['n_actors']} segment actors, batched passes {'on' if p['batched'] else 'off'}, "
+        f"{p['n_actors']} segment actor{'s' if p['n_actors'] != 1 else ''}, "
+        f"batched passes {'on' if p['batched'] else 'off'}, "
         f"{p['objects_per_clip']:.1f} objects per clip",
         f"pipeline: model busy {p['model_busy']:.0%} of the wall time per actor "
         f"({p['segment_phase_busy']:.0%} from the first clip in to the last out); "
@@ -590,6 +600,15 @@ def pipeline_lines(p: dict) -> str:
     if p["gpu_timeline"]:
         shares = " ".join(share_text(x) for x in p["gpu_timeline"])
         lines.append(f"pipeline: GPU busy per {TIMELINE_S:g} s from the job's start: {shares}")
+    if p.get("alone"):
+        a = p["alone"]
+        lines.append(
+            f"pipeline: the segment stage alone in this process on the job's first "
+            f"{a['n_clips']} clips ({a['n_frames']} frames, decoded beforehand): "
+            f"{a['frames_per_s']:.2f} frames/s, GPU busy {share_text(a['gpu_busy'])}; the job's "
+            f"frames/s over it: {p['frames_per_s'] / a['frames_per_s']:.3f} with "
+            f"{p['n_actors']} segment actor{'s' if p['n_actors'] != 1 else ''}"
+        )
     return "\n".join(lines)
 
 
@@ -741,11 +760,9 @@ def progress_lines(busy: GpuBusy, start: float):
             thread.join()
 
 
-def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path) -> dict:
-    """Indexes the prepared videos with the prepared model through run_index: what the job
-    reports, and the GPU's utilisation over the call (NVML samples; None without a GPU)."""
+def pipeline_config(prepared: dict, device: str, args, workdir: Path):
+    """The IndexConfig of the index run (and of the segment stage timed alone)."""
     from vidlake.config import IndexConfig
-    from vidlake.pipeline.index_job import run_index
 
     options = {}
     if args.pipeline_batch != "default":
@@ -753,7 +770,7 @@ def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path
         options = {"batch_objects": on, "batch_concepts": on}
     default_clip = IndexConfig.__dataclass_fields__["clip_seconds"].default
     clip_seconds = args.pipeline_clip_seconds or (4.0 if prepared["tiny"] else default_clip)
-    config = IndexConfig(
+    return IndexConfig(
         sources=tuple(prepared["videos"]),
         index_uri=str(workdir / "index"),
         concepts=tuple(CONCEPT_WORDS[:4]),
@@ -766,6 +783,15 @@ def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path
         max_objects=args.objects,
         **options,
     )
+
+
+def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path) -> dict:
+    """Indexes the prepared videos with the prepared model through run_index: what the job
+    reports, and the GPU's utilisation over the call (NVML samples; None without a GPU)."""
+    from vidlake.pipeline.index_job import run_index
+
+    config = pipeline_config(prepared, device, args, workdir)
+    clip_seconds = config.clip_seconds
     print(f"pipeline: indexing {len(config.sources)} videos ({prepared['video_size']}) with "
           f"{prepared['model']}", flush=True)  # fmt: skip
     start = time.time()
@@ -798,6 +824,43 @@ def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path
         "gpu_busy_segment": busy.share_between(first, last) if span else None,
         "gpu_timeline": busy.timeline(start, end, TIMELINE_S) if busy.sampling else [],
     }
+
+
+def segment_alone(config, n_clips: int, busy: GpuBusy) -> dict:
+    """The segment stage alone in this process, as a segment actor runs it (same model,
+    concepts, object cap and passes), on the first N_CLIPS clips of CONFIG's videos, planned
+    and decoded as the job does it, all in memory before the clock starts. Issue 7's
+    baseline: the job's frames/s over this, with one actor, is what the pipeline costs."""
+    from vidlake.operators.clips import plan_clips
+    from vidlake.operators.probe import probe_video
+    from vidlake.pipeline import stages
+    from vidlake.records import stable_id
+
+    rows: list[dict] = []
+    for uri in config.sources:
+        specs = plan_clips(
+            stable_id("video", uri), probe_video(uri), clip_seconds=config.clip_seconds,
+            fps=config.fps, overlap_s=config.overlap_s,
+        )  # fmt: skip
+        rows += [stages.spec_to_row(spec) for spec in specs]
+        if len(rows) >= n_clips:
+            break
+    decoded = [stages.decode_row(r, max_side=config.max_side) for r in rows[:n_clips]]
+    stage = stages.SegmentStage(
+        config.model, config.concepts, device=config.device, max_objects=config.max_objects,
+        batch_objects=config.batch_objects, batch_concepts=config.batch_concepts,
+    )  # fmt: skip
+    with busy:
+        t0 = time.time()
+        outputs = [stage(r) for r in decoded]
+        t1 = time.time()
+    errors = [o["error"] for o in outputs if o.get("error")]
+    if errors:
+        raise RuntimeError(f"the segment stage alone failed: {errors[0]}")
+    n_frames = sum(int(o["n_frames"]) for o in outputs)
+    seconds = t1 - t0
+    return {"n_clips": len(outputs), "n_frames": n_frames, "seconds": seconds,
+            "frames_per_s": n_frames / seconds, "gpu_busy": busy.share_between(t0, t1)}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
     out_json = tmp_path / "sam3.json"
     rows = bench.main(
         ["--tiny", "--frames", "2", "--concepts", "1,4", "--repeats", "1", "--pipeline", "1",
-         "--long-frames", "22", "--compare-keep-all", "--json", str(out_json)]
+         "--pipeline-alone", "2", "--long-frames", "22", "--compare-keep-all", "--json", str(out_json)]
     )  # fmt: skip
 
     assert [(r["concepts"], r["frames"], r["label"]) for r in rows] == [
@@ -34,3 +34,8 @@ def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
     assert 0 < pipeline["model_s"] < pipeline["wall_s"]
     assert 0 < pipeline["model_busy"] < 1
     assert "model busy" in out
+    # The segment stage alone on the job's first 2 clips, timed in this process.
+    alone = pipeline["alone"]
+    assert alone["n_clips"] == 2 and 0 < alone["n_frames"] <= pipeline["n_frames"]
+    assert alone["frames_per_s"] > 0 and alone["gpu_busy"] is None  # no NVML on CPU
+    assert "the job's frames/s over it" in out
