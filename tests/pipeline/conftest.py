@@ -7,9 +7,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A local Ray of 2 CPUs, started for the module and shut down after it."""
+    """A new local Ray of 2 CPUs (never a cluster `ray start` left running), for the module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from vidlake.pipeline.index_job import quiet_ray_data
+from vidlake.pipeline.index_job import init_ray
 
 ISSUES = "ray.data._internal.issue_detection"
 
@@ -38,7 +38,7 @@ def test_high_memory_advice_is_not_printed(ray_local, restore_loggers, quiet):
     saved = ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s
     ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = 0.5
     if quiet:
-        quiet_ray_data()
+        init_ray(None)  # Ray is up (ray_local): only the job's Ray Data settings
     seen: list[logging.LogRecord] = []
     catcher = logging.Handler()
     catcher.emit = seen.append  # "ray.data" does not propagate to the root, so no caplog
@@ -52,5 +52,5 @@ def test_high_memory_advice_is_not_printed(ray_local, restore_loggers, quiet):
         ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = saved
     assert sorted(r["n"] for r in rows) == [1, 2, 3]
     advice = [r for r in seen if r.levelno >= logging.WARNING]
-    # Without quiet_ray_data Ray Data gives the advice (so this test can see it at all).
+    # Without init_ray's settings Ray Data gives the advice (so this test can see it at all).
     assert bool(advice) is not quiet, [r.getMessage()[:200] for r in advice]

@@ -197,10 +197,12 @@ def select_todo(
 
 
 def init_ray(address: str | None) -> None:
-    """Connects to ADDRESS, or starts an embedded local Ray sized to this machine."""
+    """Connects to ADDRESS, or starts an embedded local Ray sized to this machine; either way,
+    or with a Ray the caller started, applies the job's Ray Data settings."""
     import ray
 
     if ray.is_initialized():
+        quiet_ray_data()
         return
     # Ray tells that a cluster uses token authentication, its default, on every connection.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
