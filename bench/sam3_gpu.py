@@ -20,10 +20,14 @@ share of the job's wall time the GPU was busy (NVML, sampled every 20 ms over th
 timeline). With the full-size model the videos are 1280x720 at 24 frames/s (--pipeline-size,
 --pipeline-seconds) and the actors load a copy of the model whose detection thresholds are
 calibrated on the videos' frames (random weights pass nothing at the saved 0.5 and 0.7).
+--pipeline-alone K then times the segment stage alone in this process on the job's first K
+clips (decoded beforehand) and prints the job's frames/s over it: with --pipeline-actors 1,
+the index job's efficiency against the model alone (bench/pipeline.py's first row, on a GPU).
 
     .venv/bin/python bench/sam3_gpu.py --pipeline 8  # + an index run of 8 videos
     python3 bench/sam3_gpu.py --frames 16 --concepts 4 --repeats 1 --pipeline 6 \
         --pipeline-batch on      # on a GPU: bench/gpu_pipeline.sh
+    bash bench/gpu_pipeline.sh run 2 --pipeline-actors 1 --pipeline-alone 2   # efficiency
 """
 
 from __future__ import annotations
