@@ -23,10 +23,11 @@ Run (writes bench/RESULTS.md's pipeline section unless --no-results):
     .venv/bin/python bench/pipeline.py                 # full sizes, about 10 min on 2 CPUs
     .venv/bin/python bench/pipeline.py --size smoke --no-results   # what CI runs
 
-It runs the tiny SAM 3 on CPU. On a GPU machine, the full-size architecture's counterparts of
-rows 1 and 5 (the index job over the segment stage alone, and the GPU busy share of the job)
-come from `bench/sam3_gpu.py --pipeline N [--pipeline-actors 1 --pipeline-alone K]`, run
-there by bench/gpu_pipeline.sh, which also carries the wheels that machine lacks.
+It runs the tiny SAM 3 on CPU. On a GPU machine, the full-size architecture's counterpart of
+row 1 (the index job over the segment stage alone), and the share of the job's wall time the
+GPU is busy, come from `bench/sam3_gpu.py --pipeline N [--pipeline-actors 1
+--pipeline-alone K]`, run there by bench/gpu_pipeline.sh, which also carries the wheels that
+machine lacks.
 """
 
 from __future__ import annotations
