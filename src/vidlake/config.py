@@ -25,6 +25,10 @@ PYTHON_NAMES: dict[str, str] = {
     "num_actors": "actors",
     "actors_per_gpu": "actors_per_gpu",
     "max_objects": "max_objects",
+    "device": "device",
+    "batch_objects": "batch_objects",
+    "batch_concepts": "batch_concepts",
+    "prune": "prune",
 }
 CLI_NAMES: dict[str, str] = {k: "--" + v.replace("_", "-") for k, v in PYTHON_NAMES.items()}
 _OPTION_NAMES: ContextVar[dict[str, str]] = ContextVar("vidlake_option_names", default=PYTHON_NAMES)
@@ -38,6 +42,12 @@ def cli_option_names() -> Iterator[None]:
         yield
     finally:
         _OPTION_NAMES.reset(token)
+
+
+def option_name(field: str) -> str:
+    """What messages call IndexConfig's FIELD: the CLI's option inside `cli_option_names`,
+    else `vidlake.index`'s keyword."""
+    return _OPTION_NAMES.get()[field]
 
 
 def parse_concepts(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -125,12 +135,13 @@ class IndexConfig:
             if on is not None and not isinstance(on, bool):
                 raise UsageError(f"{name} must be True, False or None, got {on!r}")
             if on and not is_sam3(self.model):
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} needs a SAM 3 model, not {self.model!r}")
+                raise UsageError(f"{names[name]} needs a SAM 3 model, not {self.model!r}")
             if on is False and not is_sam3(self.model):
                 object.__setattr__(self, name, None)  # other segmenters have no such passes
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise UsageError(
+                f"{names['device']} must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
         if not 1 <= self.actors_per_gpu <= 16:
             raise UsageError(
                 f"{names['actors_per_gpu']} must be in 1..16, got {self.actors_per_gpu}"

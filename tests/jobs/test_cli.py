@@ -148,6 +148,13 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, synthetic_corpus):
                 "--device", "cuda"),
         "'cuda'", "not available",
     )  # fmt: skip
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(
+        vidlake("index", video, str(empty), "--index", idx, "--concepts", "dog", "--model",
+                "synthetic:color", "--prune"),
+        "--prune needs every source listed", "empty",
+    )  # fmt: skip
     bad_opt = vidlake("index", video, "--index", idx, "--concepts", "dog", "--clip-seconds", "x")
     assert bad_opt.returncode == 2 and "Traceback" not in bad_opt.stderr
 

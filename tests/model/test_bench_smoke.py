@@ -17,7 +17,8 @@ def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
     out_json = tmp_path / "sam3.json"
     rows = bench.main(
         ["--tiny", "--frames", "2", "--concepts", "1,4", "--repeats", "1", "--pipeline", "1",
-         "--pipeline-alone", "2", "--long-frames", "22", "--compare-keep-all", "--json", str(out_json)]
+         "--pipeline-alone", "2", "--long-frames", "22", "--compare-keep-all",
+         "--json", str(out_json)]
     )  # fmt: skip
 
     assert [(r["concepts"], r["frames"], r["label"]) for r in rows] == [

@@ -53,9 +53,11 @@ def test_index_takes_the_cli_option_names_and_paths(synthetic_corpus, tmp_path):
         ({"actors": 1.5}, "^actors must be a whole number"),
         ({"storage_options": ["a=b"]}, "storage_options must be a dict"),
         ({"sources": [1]}, "sources must be paths"),
-        ({"device": "tpu"}, "--device"),
+        ({"device": "tpu"}, "^device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
         ({"batch_objects": "yes"}, "batch_objects must be True, False or None"),
-        ({"batch_concepts": True}, "--batch-concepts needs a SAM 3 model"),
+        ({"batch_concepts": True}, "^batch_concepts needs a SAM 3 model"),
+        # tmp_path, the one source, is an empty folder: pruning on it could delete everything
+        ({"prune": True}, "^prune needs every source listed"),
     ],
 )
 def test_bad_arguments_are_usage_errors_before_any_work(kwargs, words, tmp_path):

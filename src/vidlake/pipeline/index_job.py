@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vidlake.config import IndexConfig
+from vidlake.config import IndexConfig, option_name
 from vidlake.errors import EmptySourceError, UsageError, VidlakeError, one_line
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
@@ -126,7 +126,7 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
     if unlisted and config.prune:
         source, why = unlisted[0]
         raise UsageError(
-            f"--prune needs every source listed, and {source} cannot be ({why}); "
+            f"{option_name('prune')} needs every source listed, and {source} cannot be ({why}); "
             "nothing was pruned or indexed"
         )
     if unlisted and not found and not missing:
