@@ -121,16 +121,19 @@ def test_manifest_lines_naming_no_file_are_handed_back_and_the_rest_listed(
     video_tree: Path,
 ) -> None:
     manifest = video_tree / "list.txt"
-    manifest.write_text("a.mp4\nmissing.mp4\nsub\n")
+    manifest.write_text("a.mp4\nmissing.mp4\nsub\ns3:/bucket/x.mp4\n")
     missing: list = []
     sources = list_videos(str(manifest), missing=missing)
     assert [s.uri for s in sources] == [str(video_tree / "a.mp4")]
     assert [(s.uri, s.version) for s, _ in missing] == [
         (str(video_tree / "missing.mp4"), "missing"),
         (str(video_tree / "sub"), "missing"),
+        (str(video_tree / "s3:/bucket/x.mp4"), "missing"),
     ]
     assert "'missing.mp4'" in missing[0][1] and "not found" in missing[0][1]
     assert "folder" in missing[1][1]
+    # A scheme with one slash is named as the typo it is, not as a file not found.
+    assert "one slash" in missing[2][1] and "s3://bucket/x.mp4" in missing[2][1]
 
 
 def test_a_file_named_with_glob_characters_is_listed_as_itself(video_tree: Path) -> None:

@@ -16,7 +16,7 @@ import fsspec
 from fsspec.core import has_magic, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from vidlake.errors import EmptySourceError, VideoError
+from vidlake.errors import EmptySourceError, UsageError, VideoError
 from vidlake.records import VideoInfo, VideoSource
 from vidlake.store.object_store import check_uri
 
@@ -192,10 +192,15 @@ def _read_manifest(
             entry = fs.unstrip_protocol(str(base / line))
         entry_fs, entry_path = _filesystem(entry, storage_options)
         problem = None
-        if not entry_fs.exists(entry_path):
-            problem = f"video {line!r} listed in manifest {source} not found"
-        elif entry_fs.isdir(entry_path):
-            problem = f"manifest {source} lists a folder, not a video file: {line}"
+        try:
+            check_uri(line)  # "s3:/b/x.mp4" is a typo, not a path relative to the manifest
+        except UsageError as exc:
+            problem = f"manifest {source}: {exc}"
+        else:
+            if not entry_fs.exists(entry_path):
+                problem = f"video {line!r} listed in manifest {source} not found"
+            elif entry_fs.isdir(entry_path):
+                problem = f"manifest {source} lists a folder, not a video file: {line}"
         if problem is None:
             item = _source(entry_fs, entry_path)
             sources[item.uri] = item
