@@ -149,7 +149,7 @@ def run_one(
     with ProcessTreeSampler(metric=metric) as sampler:
         # address="local": a new Ray of our own, never one another process left running here.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR")
-        init_ray(None)  # the job's own Ray Data settings; returns since Ray is up
+        init_ray(None)  # Ray is up: only the job's own Ray Data settings
         config = IndexConfig(
             sources=tuple(sources),
             index_uri=index_uri,

@@ -127,7 +127,7 @@ def killed_mid_run(
     for attempt in range(1, attempts + 1):
         shutil.rmtree(index, ignore_errors=True)
         seconds, committed = killed_run(corpus, index, model, kill_after)
-        if committed < n_videos:
+        if committed < n_videos or kill_after >= n_videos:  # a kill asked for at the end
             break
         print(f"kill after {kill_after} videos came when all {n_videos} were committed "
               f"(attempt {attempt} of {attempts})")  # fmt: skip

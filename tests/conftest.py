@@ -171,6 +171,16 @@ def _synthetic_config(videos: list[SyntheticVideo], index_uri: str, concepts: tu
     )
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """A new local Ray of 2 CPUs (never a cluster `ray start` left running), for the module."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def synthetic_config():
     """A function (videos, index URI, concepts) -> the IndexConfig the synthetic indexes use."""

@@ -52,6 +52,11 @@ def index(
     whose clips have started arriving, and exact once every video's have. Bad arguments raise
     `vidlake.errors.UsageError`; per-video failures are rows of the index and counted in the
     summary, not exceptions.
+
+    Ray: without `address` a local Ray is started, or the one this process already runs is
+    used. Either way the job sets this process's Ray Data context as the CLI needs it
+    (`init_ray`): progress bars and the per-dataset start line off, Ray Data's high-memory
+    advice off, its log level WARNING. Later Ray Data jobs of the same process keep them.
     """
     from vidlake.config import IndexConfig, parse_concepts
     from vidlake.errors import UsageError

@@ -15,7 +15,7 @@ from vidlake.records import Prompt
 DEFAULT_MODEL = "facebook/sam3"
 MAX_CONCEPT_CHARS = 200
 
-# What IndexConfig's messages call its numeric knobs: `vidlake.index`'s keywords, or the CLI's
+# What IndexConfig's messages call its options: `vidlake.index`'s keywords, or the CLI's
 # options while the CLI runs (`cli_option_names`), so that each user reads the name they typed.
 PYTHON_NAMES: dict[str, str] = {
     "clip_seconds": "clip_seconds",

@@ -128,7 +128,7 @@ def test_manifest_lines_naming_no_file_are_handed_back_and_the_rest_listed(
     assert [(s.uri, s.version) for s, _ in missing] == [
         (str(video_tree / "missing.mp4"), "missing"),
         (str(video_tree / "sub"), "missing"),
-        (str(video_tree / "s3:/bucket/x.mp4"), "missing"),
+        ("s3:/bucket/x.mp4", "missing"),  # as written: no path was ever made of it
     ]
     assert "'missing.mp4'" in missing[0][1] and "not found" in missing[0][1]
     assert "folder" in missing[1][1]

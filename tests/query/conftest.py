@@ -24,12 +24,3 @@ def index_copy(query_index, tmp_path) -> BuiltIndex:
     shutil.copytree(query_index.uri, dst)
     # Clip rows store the videos' URIs, which stay valid: only the index moves.
     return BuiltIndex(uri=str(dst), videos=query_index.videos)
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()

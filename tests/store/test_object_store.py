@@ -275,15 +275,6 @@ def test_cli_rejects_bad_endpoint_credentials_and_bucket(moto_s3, synthetic_corp
 # -- a source object deleted mid-run ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def test_video_deleted_mid_run_fails_alone(ray_local, moto_s3, synthetic_corpus):
     """The object is deleted after listing, before the stream probes and decodes it."""
     from vidlake.config import IndexConfig

@@ -187,16 +187,17 @@ def _read_manifest(
     for line in lines:
         if not line or line.startswith("#"):
             continue
-        entry = line
-        if "://" not in line and not PurePosixPath(line).is_absolute():
-            entry = fs.unstrip_protocol(str(base / line))
-        entry_fs, entry_path = _filesystem(entry, storage_options)
-        problem = None
         try:
             check_uri(line)  # "s3:/b/x.mp4" is a typo, not a path relative to the manifest
         except UsageError as exc:
-            problem = f"manifest {source}: {exc}"
+            uri, problem = line, f"manifest {source}: {exc}"
         else:
+            entry = line
+            if "://" not in line and not PurePosixPath(line).is_absolute():
+                entry = fs.unstrip_protocol(str(base / line))
+            entry_fs, entry_path = _filesystem(entry, storage_options)
+            uri = entry_path if isinstance(entry_fs, LocalFileSystem) else entry
+            problem = None
             if not entry_fs.exists(entry_path):
                 problem = f"video {line!r} listed in manifest {source} not found"
             elif entry_fs.isdir(entry_path):
@@ -207,7 +208,6 @@ def _read_manifest(
         elif missing is None:
             raise VideoError(problem)
         else:
-            uri = entry_path if isinstance(entry_fs, LocalFileSystem) else entry
             missing.append((VideoSource(uri=uri, size=0, version="missing"), problem))
             n_missing += 1
     if not sources and not n_missing:
