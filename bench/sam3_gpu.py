@@ -591,6 +591,8 @@ def share_text(share: float | None) -> str:
 
 def pipeline_lines(p: dict) -> str:
     """The index run's figures, as printed."""
+    from vidlake.errors import counted
+
     model_fps = p["n_frames"] / p["model_s"] if p["model_s"] else 0.0
     lines = [
         f"pipeline: {p['n_videos']} videos ({p['video_size']}), {p['n_clips']} clips of "
@@ -598,7 +600,7 @@ def pipeline_lines(p: dict) -> str:
         + (f" (Ray started before, in {p['ray_start_s']:.1f} s)" if "ray_start_s" in p else "")
         + ": "
         f"{p['frames_per_s']:.2f} frames/s; in the model {model_fps:.2f} frames/s per actor; "
-        f"{p['n_actors']} segment actor{'s' if p['n_actors'] != 1 else ''}, "
+        f"{counted(p['n_actors'], 'segment actor')}, "
         f"batched passes {'on' if p['batched'] else 'off'}, "
         f"{p['objects_per_clip']:.1f} objects per clip",
         f"pipeline: model busy {p['model_busy']:.0%} of the wall time per actor "
@@ -618,7 +620,7 @@ def pipeline_lines(p: dict) -> str:
             f"{a['n_clips']} clips ({a['n_frames']} frames, decoded beforehand): "
             f"{a['frames_per_s']:.2f} frames/s, GPU busy {share_text(a['gpu_busy'])}; the job's "
             f"frames/s over it: {p['frames_per_s'] / a['frames_per_s']:.3f} with "
-            f"{p['n_actors']} segment actor{'s' if p['n_actors'] != 1 else ''}"
+            f"{counted(p['n_actors'], 'segment actor')}"
         )
     return "\n".join(lines)
 

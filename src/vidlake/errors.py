@@ -33,5 +33,10 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 clip', '2 clips': N and NOUN, plural unless N is 1 (for counts in messages)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class EmptySourceError(UsageError):
     """A folder, glob, prefix or manifest that exists but names no video: nothing to index."""

@@ -3,12 +3,13 @@ segmenter (exact ground truth) standing in for SAM 3."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
 import vidlake
-from vidlake.config import IndexConfig
 from vidlake.pipeline.index_job import run_index
 from vidlake.store.tables import IndexStore
 
@@ -153,22 +154,18 @@ def test_each_shape_has_one_track_over_the_whole_video(indexed, synthetic_corpus
     assert len({t for ids in tracks.values() for t in ids}) == len(expected)
 
 
-def test_a_long_video_is_decoded_in_tasks_of_a_few_clips(ray_local, synthetic_corpus):
+def test_a_long_video_is_decoded_in_tasks_of_a_few_clips(
+    ray_local, synthetic_corpus, synthetic_config
+):
     """A video's decode tasks are separate blocks: one task per DECODE_CLIPS_PER_TASK clips,
     not one task holding every frame of the video (as when Ray Data packed them together)."""
     import math
 
     from vidlake.pipeline.index_job import DECODE_CLIPS_PER_TASK, decode_plan, list_sources
 
-    config = IndexConfig(
-        sources=(synthetic_corpus[0].uri,),
-        index_uri="unused",
-        concepts=CONCEPTS,
-        model="synthetic:color",
-        clip_seconds=1.0,
-        fps=4.0,
-        overlap_s=0.0,
-        max_side=None,
+    # The synthetic config with 1 s clips and no overlap: more clips per video
+    config = dataclasses.replace(
+        synthetic_config(synthetic_corpus[:1], "unused", CONCEPTS), clip_seconds=1.0, overlap_s=0.0
     )
     sources, _ = list_sources(config)
     decoded = decode_plan(config, sources, None).materialize()

@@ -75,11 +75,6 @@ def parse_storage_options(items: list[str] | None) -> dict[str, str]:
     return opts
 
 
-def counted(n: int, noun: str) -> str:
-    """'1 clip', '2 clips': N and NOUN, plural unless N is 1."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def open_store(index_uri: str, storage_option: list[str] | None):
     """The IndexStore at INDEX_URI for a reading command.
 

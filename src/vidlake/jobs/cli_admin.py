@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidlake.errors import UsageError
-from vidlake.jobs.cli import IndexOpt, StorageOpt, app, counted, open_store, out, plain
+from vidlake.errors import UsageError, counted
+from vidlake.jobs.cli import IndexOpt, StorageOpt, app, open_store, out, plain
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -19,12 +19,11 @@ from rich.progress import (
 from rich.text import Text
 
 from vidlake.config import DEFAULT_MODEL
-from vidlake.errors import UsageError
+from vidlake.errors import UsageError, counted
 from vidlake.jobs.cli import (
     IndexOpt,
     StorageOpt,
     app,
-    counted,
     err,
     failure_line,
     model_app,

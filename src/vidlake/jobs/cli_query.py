@@ -12,12 +12,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidlake.errors import UsageError
+from vidlake.errors import UsageError, counted
 from vidlake.jobs.cli import (
     IndexOpt,
     StorageOpt,
     app,
-    counted,
     err,
     failure_line,
     open_store,

@@ -16,7 +16,7 @@ import fsspec
 from fsspec.core import has_magic, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from vidlake.errors import EmptySourceError, UsageError, VideoError
+from vidlake.errors import EmptySourceError, UsageError, VideoError, counted
 from vidlake.records import VideoInfo, VideoSource
 from vidlake.store.object_store import check_uri
 
@@ -168,8 +168,7 @@ def _glob_base(pattern: str) -> str:
 
 def _hidden_note(skipped: list[str]) -> str:
     """ " (2 hidden files skipped)", or "" when none was."""
-    n = len(skipped)
-    return f" ({n} hidden file{'' if n == 1 else 's'} skipped)" if n else ""
+    return f" ({counted(len(skipped), 'hidden file')} skipped)" if skipped else ""
 
 
 def _read_manifest(
