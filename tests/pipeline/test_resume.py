@@ -18,6 +18,7 @@ import lance
 import psutil
 import pytest
 
+from vidlake.errors import counted
 from vidlake.store.tables import IndexStore, table_uri
 
 VIDLAKE = str(Path(sys.executable).parent / "vidlake")
@@ -144,7 +145,7 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_run(
     rerun = run(index_cmd([str(corpus)], index))
     assert rerun.returncode == 0, rerun.stderr
     # Only what was not committed is redone.
-    assert f"indexed {6 - done_before} videos" in rerun.stdout, rerun.stdout
+    assert f"indexed {counted(6 - done_before, 'video')}," in rerun.stdout, rerun.stdout
     assert f"skipped {done_before} already indexed" in rerun.stdout
     assert_no_duplicates(index)
     assert snapshot(index) == reference
