@@ -33,6 +33,7 @@ machine lacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import math
@@ -202,18 +203,26 @@ def write_inputs(workdir: Path, size: Size) -> dict:
     return {"videos": videos, "decode_video": decode_video, "model": model}
 
 
-def clip_rows(uris: list[str], clip_s: float, fps: float) -> list[dict]:
-    """The pipeline's clip rows (stages.spec_to_row) of these videos, as the driver plans them."""
+def overlap_for(clip_s: float) -> float:
+    """The clips' overlap in this bench's index runs: 1 s for clips of 5 s or more, else none."""
+    return 1.0 if clip_s >= 5 else 0.0
+
+
+def clip_rows(
+    uris: list[str], clip_s: float, fps: float, overlap_s: float | None = None
+) -> list[dict]:
+    """The pipeline's clip rows (stages.spec_to_row) of these videos, as the driver plans them
+    (OVERLAP_S: the index run's, by default this bench's `overlap_for`)."""
     from vidlake.operators.clips import plan_clips
     from vidlake.operators.probe import probe_video
     from vidlake.pipeline import stages
     from vidlake.records import stable_id
 
+    overlap = overlap_for(clip_s) if overlap_s is None else overlap_s
     rows = []
     for uri in uris:
         info = probe_video(uri)
         video_id = stable_id("video", uri)
-        overlap = 1.0 if clip_s >= 5 else 0.0
         for spec in plan_clips(video_id, info, clip_seconds=clip_s, fps=fps, overlap_s=overlap):
             rows.append(stages.spec_to_row(spec))
     return rows
@@ -222,11 +231,13 @@ def clip_rows(uris: list[str], clip_s: float, fps: float) -> list[dict]:
 # ---- 1. efficiency + 5. scaling -------------------------------------------------------------
 
 
-def segment_alone(rows: list[dict], model: str, max_side: int) -> tuple[float, int, list[dict]]:
-    """Seconds the segment stage takes on pre-decoded frames in this process, frames, outputs.
-
-    torch gets one thread, what Ray gives a segment actor (OMP_NUM_THREADS from its 0.5 CPU).
-    """
+def segment_alone(
+    rows: list[dict], stage, max_side: int | None, timed=None
+) -> tuple[float, int, list[dict]]:
+    """Seconds STAGE (a stages.SegmentStage, its model loaded) takes on ROWS' frames in this
+    process, frames, outputs: the frames are decoded before the clock starts, and torch gets
+    one thread, what Ray gives a segment actor (OMP_NUM_THREADS from its CPUs). TIMED is
+    entered around the timed loop alone (bench/sam3_gpu.py: its GPU-busy sampler)."""
     import torch
 
     from vidlake.pipeline import stages
@@ -235,10 +246,10 @@ def segment_alone(rows: list[dict], model: str, max_side: int) -> tuple[float, i
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        stage = stages.SegmentStage(model, CONCEPTS, device="cpu")
-        t0 = time.perf_counter()
-        outputs = [stage(r) for r in decoded]
-        seconds = time.perf_counter() - t0
+        with timed or contextlib.nullcontext():
+            t0 = time.perf_counter()
+            outputs = [stage(r) for r in decoded]
+            seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
     n_frames = sum(int(o["n_frames"]) for o in outputs)
@@ -258,7 +269,7 @@ def index_run(uris: list[str], index_uri: str, model: str, size: Size, max_side:
         model=model,
         clip_seconds=size.clip_s,
         fps=size.fps,
-        overlap_s=1.0 * (size.clip_s >= 5),
+        overlap_s=overlap_for(size.clip_s),
         max_side=max_side,
         num_actors=actors,
         device="cpu",
@@ -293,10 +304,13 @@ def bench_efficiency_and_scaling(
     import ray
     from ray.cluster_utils import Cluster
 
+    from vidlake.pipeline.stages import SegmentStage
+
     uris = [v.uri for v in inputs["videos"]]
     rows = clip_rows(uris, size.clip_s, size.fps)
     model = inputs["model"]
-    seg_s, n_frames, outputs = segment_alone(rows, model, max_side)
+    stage = SegmentStage(model, CONCEPTS, device="cpu")
+    seg_s, n_frames, outputs = segment_alone(rows, stage, max_side)
     seg_fps = n_frames / seg_s
 
     ncpu = os.cpu_count() or 1

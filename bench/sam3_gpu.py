@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import platform
 import sys
@@ -847,48 +848,40 @@ def pipeline_run(prepared: dict, device: str, args, busy: GpuBusy, workdir: Path
 
 def segment_alone(config, n_clips: int, busy: GpuBusy) -> dict:
     """The segment stage alone in this process, as a segment actor runs it (same model,
-    concepts, object cap and passes, one torch thread), on the first N_CLIPS clips of CONFIG's
-    videos, planned and decoded as the job does it, all in memory before the clock starts;
-    the model is loaded before it too, and its first clip (cold) is timed, as in the job.
-    Issue 7's baseline: the job's frames/s over this, with one actor, is what the pipeline
-    costs. Like for like with N_CLIPS at least the job's clips (all of them are timed then)."""
-    from vidlake.operators.clips import plan_clips
-    from vidlake.operators.probe import probe_video
+    concepts, object cap and passes), on the first N_CLIPS clips of CONFIG's videos, planned
+    and decoded as the job does it: bench/pipeline.py's baseline (`clip_rows`,
+    `segment_alone`), with the GPU's busy share over the timed loop. The model is loaded
+    before the clock, and its first clip (cold) is timed, as in the job. Issue 7's baseline:
+    the job's frames/s over this, with one actor, is what the pipeline costs. Like for like
+    with N_CLIPS at least the job's clips (all of them are timed then)."""
     from vidlake.pipeline import stages
-    from vidlake.records import stable_id
 
-    rows: list[dict] = []
-    for uri in config.sources:
-        specs = plan_clips(
-            stable_id("video", uri), probe_video(uri), clip_seconds=config.clip_seconds,
-            fps=config.fps, overlap_s=config.overlap_s,
-        )  # fmt: skip
-        rows += [stages.spec_to_row(spec) for spec in specs]
-        if len(rows) >= n_clips:
-            break
-    import torch
-
-    decoded = [stages.decode_row(r, max_side=config.max_side) for r in rows[:n_clips]]
+    baseline = pipeline_bench()
+    rows = baseline.clip_rows(
+        list(config.sources), config.clip_seconds, config.fps, config.overlap_s
+    )[:n_clips]
     stage = stages.SegmentStage(
         config.model, config.concepts, device=config.device, max_objects=config.max_objects,
         batch_objects=config.batch_objects, batch_concepts=config.batch_concepts,
     )  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what Ray gives a segment actor (OMP_NUM_THREADS from its CPUs)
-    try:
-        with busy:
-            t0 = time.time()
-            outputs = [stage(r) for r in decoded]
-            t1 = time.time()
-    finally:
-        torch.set_num_threads(threads)
+    seconds, n_frames, outputs = baseline.segment_alone(rows, stage, config.max_side, timed=busy)
     errors = [o["error"] for o in outputs if o.get("error")]
     if errors:
         raise RuntimeError(f"the segment stage alone failed: {errors[0]}")
-    n_frames = sum(int(o["n_frames"]) for o in outputs)
-    seconds = t1 - t0
     return {"n_clips": len(outputs), "n_frames": n_frames, "seconds": seconds,
-            "frames_per_s": n_frames / seconds, "gpu_busy": busy.share_between(t0, t1)}  # fmt: skip
+            "frames_per_s": n_frames / seconds, "gpu_busy": busy.share}  # fmt: skip
+
+
+def pipeline_bench():
+    """bench/pipeline.py (a sibling script, not a package) loaded by path, under the name its
+    siblings and the bench tests use for it."""
+    name = "vidlake_bench_pipeline"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pipeline.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 if __name__ == "__main__":
