@@ -209,3 +209,41 @@ def index_synthetic():
         return uri
 
     return build
+
+
+class _MetaCvUtils:
+    """Meta's own CPU algorithms (`sam3.perflib`) in the shape of transformers' cv-utils
+    kernel: the independent reference for vidlake's `vidlake.model.quality.CvUtils`."""
+
+    @staticmethod
+    def generic_nms(ious, scores, iou_threshold, use_iou_matrix=True):
+        from sam3.perflib.nms import generic_nms_cpu
+
+        return generic_nms_cpu(ious, scores, iou_threshold)
+
+    @staticmethod
+    def cc_2d(mask, get_counts=True):
+        from sam3.perflib.connected_components import connected_components_cpu
+
+        return connected_components_cpu(mask)
+
+
+@pytest.fixture(scope="session")
+def meta_postprocessing():
+    """A context manager: inside it, transformers' SAM 3 video model runs NMS, hole filling
+    and sprinkle removal with Meta's own CPU algorithms (package sam3; skipped without it)."""
+    pytest.importorskip("sam3.perflib.nms")
+    import importlib
+
+    module = importlib.import_module("transformers.models.sam3_video.modeling_sam3_video")
+
+    @contextlib.contextmanager
+    def swapped():
+        before = module.cv_utils_kernel
+        module.cv_utils_kernel = _MetaCvUtils()
+        try:
+            yield
+        finally:
+            module.cv_utils_kernel = before
+
+    return swapped

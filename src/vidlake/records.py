@@ -79,9 +79,11 @@ class Masklet:
 
     frame_idx: (K,) int32 indices into the clip's sampled frames where the object is present.
     boxes: (K, 4) float32 xyxy in pixels of the decoded frames.
-    scores: (K,) float32 per-frame detection/tracking scores.
+    scores: (K,) float32 per-frame scores (SAM 3: the tracker's object score on each frame).
     masks: K COCO RLE dicts ({"size": [h, w], "counts": bytes}), column-major as pycocotools.
     presence: clip-level presence score of the concept (max over frames), 1.0 if the model has none.
+    detection_score: the score of the detection that started the object (SAM 3), None when the
+    segmenter has no such score.
     """
 
     concept: str
@@ -91,9 +93,14 @@ class Masklet:
     scores: np.ndarray
     masks: list[dict]
     presence: float = 1.0
+    detection_score: float | None = None
 
     @property
     def score(self) -> float:
+        """The object's score: its detection score where the segmenter has one, else the best
+        per-frame score."""
+        if self.detection_score is not None:
+            return float(self.detection_score)
         return float(self.scores.max()) if len(self.scores) else 0.0
 
 
@@ -107,6 +114,9 @@ class ClipResult:
     masklets: list[Masklet] = field(default_factory=list)
     thumbnail: bytes = b""
     max_objects: int | None = None  # the --max-objects cap the clip was segmented under
+    # concept or prompt name -> (T,) float32 presence probability per sampled frame, for the
+    # segmenters that report one (SAM 3's detector); empty otherwise.
+    presence: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 A batched call runs the same operations on the same values as each prompt's own call, but not
 bit for bit: every GEMM gets B times the rows and BLAS picks kernels (summation orders) by
-shape. Measured on CPU with the tiny model: pred_logits differ by <= 4e-8 on values ~0.1,
-pred_masks by <= 5e-8 on ~0.04, presence_logits by <= 3e-9 on ~0.01, semantic_seg by <= 1e-6
-on ~0.6 (float32 ulps); pred_boxes are equal. `ATOL`/`RTOL` leave >= 7x room. Detections and
-masklets come out equal (the differences never move a threshold or a mask pixel's sign here).
+shape. Measured on CPU with the uncalibrated tiny model: pred_logits differ by <= 4e-8 on values
+~0.1, pred_masks by <= 5e-8 on ~0.04, presence_logits by <= 3e-9 on ~0.01, semantic_seg by
+<= 1e-6 on ~0.6 (float32 ulps); pred_boxes are equal. The calibrated tiny model scales the
+score and mask heads (vidlake.model.tiny.CALIBRATION), and the differences with them, so the
+absolute tolerance is `ATOL` times the output's largest magnitude. Detections and masklets come
+out equal (the differences never move a threshold or a mask pixel's sign here).
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ def test_detector_outputs_per_prompt_match_the_per_prompt_calls(tiny_segmenter, 
     for pid in prompt_ids:
         assert len(batched[pid]["scores"]) == len(reference[pid]["scores"]) > 0
         for key in ("bbox", "mask", "scores"):
-            torch.testing.assert_close(batched[pid][key], reference[pid][key], atol=ATOL, rtol=RTOL)
+            want = reference[pid][key]
+            atol = ATOL * max(1.0, float(want.abs().max()))
+            torch.testing.assert_close(batched[pid][key], want, atol=atol, rtol=RTOL)
 
 
 def test_segment_masklets_match(tiny_segmenter, clip_frames, concepts):

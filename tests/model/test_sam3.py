@@ -193,3 +193,43 @@ def test_batched_passes_are_installed_as_asked(tiny_sam3_dir):
     assert installed(both) == (True, True)
     objects = Sam3Segmenter(str(tiny_sam3_dir), device="cpu", batch_objects=True)
     assert installed(objects) == (True, False)
+
+
+def test_scores_are_the_trackers_per_frame_scores(tiny_segmenter, clip_frames, concepts):
+    """masklet.scores[i] is SAM 3's tracker object score on frame frame_idx[i] (the detection
+    score on the frame it was detected); masklet.score is the detection's."""
+    seen: dict[int, dict[int, float]] = {}
+    detection: dict[int, float] = {}
+    model = tiny_segmenter.model
+    forward = model.forward
+
+    def recording(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        for object_id, value in (out.obj_id_to_tracker_score or {}).items():
+            seen.setdefault(int(object_id), {})[int(out.frame_idx)] = value
+        detection.update(out.obj_id_to_score or {})
+        return out
+
+    model.forward = recording
+    try:
+        masklets = tiny_segmenter.segment(clip_frames, concepts)
+    finally:
+        del model.forward
+    per_frame_varies = False
+    for m in masklets:
+        expected = [seen[m.object_id][int(f)] for f in m.frame_idx]
+        np.testing.assert_allclose(m.scores, np.asarray(expected, np.float32), rtol=1e-6)
+        assert m.score == pytest.approx(detection[m.object_id])
+        per_frame_varies |= len(set(m.scores.tolist())) > 1
+    assert per_frame_varies, "per-frame scores must not repeat the first detection's score"
+
+
+def test_presence_per_frame_for_every_concept(tiny_segmenter, clip_frames, concepts):
+    masklets, presence = tiny_segmenter.segment_with_presence(clip_frames, concepts)
+    assert set(presence) == set(concepts)  # "person" too, with or without objects
+    for concept, values in presence.items():
+        assert values.shape == (len(clip_frames),) and values.dtype == np.float32
+        assert np.all((values >= 0) & (values <= 1))
+        for m in masklets:
+            if m.concept == concept:
+                assert m.presence == pytest.approx(float(values.max()))

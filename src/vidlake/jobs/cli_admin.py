@@ -145,3 +145,13 @@ def runs(
             f"{r['wall_s']:.1f}",
         )
     out.print(table)
+    from vidlake.model.checkpoint import quality_steps_off
+
+    for r in rows:
+        arguments = json.loads(r["arguments"]) if r["arguments"] else {}
+        off = quality_steps_off(arguments.get("model_settings") or {})
+        if off:
+            out.print(
+                f"run {r['run_id']}: its checkpoint turned off SAM 3's {' and '.join(off)}",
+                markup=False,
+            )

@@ -287,6 +287,14 @@ def info(
         table.add_row(plain(name), str(n), str(details.versions[name]))
     out.print(table)
     out.print(f"models: {', '.join(details.models) or '-'}", markup=False)
+    from vidlake.model.checkpoint import quality_steps_off
+    from vidlake.store.maintenance import model_settings
+
+    for model, settings in model_settings(engine.store).items():
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items())
+        off = quality_steps_off(settings)
+        note = f" (turns off {' and '.join(off)})" if off else ""
+        out.print(f"{model} runs with: {shown}{note}", markup=False, soft_wrap=True)
     vocab = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.vocabulary.items())
     out.print(f"vocabulary: {vocab or '-'}", markup=False)
     if details.verified:

@@ -60,23 +60,25 @@ def is_sam3(spec: str) -> bool:
     return spec != SYNTHETIC_COLOR and not (":" in spec and "://" not in spec)
 
 
-def check_model(spec: str = DEFAULT_MODEL, **kwargs: Any) -> None:
-    """Raises a one-line VidlakeError if SPEC cannot be loaded; cheap (no weights loaded).
+def check_model(spec: str = DEFAULT_MODEL, **kwargs: Any) -> dict:
+    """The model's decision settings (SAM 3: thresholds, NMS, hotstart, hole area; empty for
+    other segmenters); a one-line VidlakeError if SPEC cannot be loaded. Cheap (no weights).
 
     The index job calls this on the driver before any cluster work, so a bad --model is a
-    usage error instead of a crash inside every segment actor.
+    usage error instead of a crash inside every segment actor, and records the settings with
+    the run.
     """
     if spec == SYNTHETIC_COLOR:
-        return
+        return {}
     if not is_sam3(spec):
         _plugin_class(spec)
-        return
+        return {}
     from vidlake.model.checkpoint import check_checkpoint_config
 
     path = resolve_checkpoint(
         spec, cache_dir=kwargs.get("cache_dir"), storage_options=kwargs.get("storage_options")
     )
-    check_checkpoint_config(spec, path)
+    return check_checkpoint_config(spec, path)
 
 
 def _load_plugin(spec: str, device: str, **kwargs: Any) -> ConceptSegmenter:

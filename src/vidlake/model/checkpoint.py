@@ -86,8 +86,42 @@ def checkpoint_file(spec: str, path: str, filename: str) -> Path | None:
         raise load_error(spec, exc) from exc
 
 
-def check_checkpoint_config(spec: str, path: str) -> None:
-    """CheckpointError unless the resolved checkpoint is a reachable SAM 3 video checkpoint.
+# SAM 3's decision settings as Meta ships them (sam3.model_builder.build_sam3_video_model),
+# which are also transformers' Sam3VideoConfig defaults (tests/model/test_checkpoint.py checks
+# both): what a checkpoint's config.json runs with where it does not say otherwise.
+SAM3_SETTINGS: dict[str, float | int] = {
+    "score_threshold_detection": 0.5,
+    "det_nms_thresh": 0.1,
+    "new_det_thresh": 0.7,
+    "hotstart_delay": 15,
+    "hotstart_unmatch_thresh": 8,
+    "hotstart_dup_thresh": 8,
+    "suppress_overlapping_based_on_recent_occlusion_threshold": 0.7,
+    "fill_hole_area": 16,
+    "recondition_every_nth_frame": 16,
+}
+
+
+def sam3_settings(config: dict) -> dict[str, float | int]:
+    """The decision settings a SAM 3 video config.json (as a dict) runs with."""
+    return {key: config.get(key, default) for key, default in SAM3_SETTINGS.items()}
+
+
+def quality_steps_off(settings: dict) -> list[str]:
+    """The quality steps SETTINGS turn off, in words ("mask NMS (det_nms_thresh 0)")."""
+    off = []
+    if settings.get("det_nms_thresh", 1) <= 0:
+        off.append(f"mask NMS (det_nms_thresh {settings['det_nms_thresh']})")
+    if settings.get("fill_hole_area", 1) <= 0:
+        off.append(
+            f"hole filling and sprinkle removal (fill_hole_area {settings['fill_hole_area']})"
+        )
+    return off
+
+
+def check_checkpoint_config(spec: str, path: str) -> dict[str, float | int]:
+    """SAM 3's decision settings (`sam3_settings`) of the resolved checkpoint; CheckpointError
+    unless it is a reachable SAM 3 video checkpoint.
 
     Reads config.json as JSON rather than through transformers: the driver checks the model
     without importing transformers (seconds and hundreds of MiB it never uses otherwise).
@@ -96,13 +130,15 @@ def check_checkpoint_config(spec: str, path: str) -> None:
     if config_path is None:
         raise CheckpointError(f"checkpoint {spec} has no config.json; {_ACCESS_HINT}")
     try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except (OSError, ValueError) as exc:
+        config = json.loads(config_path.read_text())
+        model_type = config.get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {spec}: unreadable config.json ({exc})") from exc
     if model_type != SAM3_VIDEO_MODEL_TYPE:
         raise CheckpointError(wrong_model_message(spec, model_type))
     if Path(path).is_dir():
         check_weight_files(spec, Path(path))
+    return sam3_settings(config)
 
 
 def check_weight_files(spec: str, folder: Path) -> None:

@@ -16,11 +16,17 @@ does, and put the result in the session's prompt-embedding cache (`prompt_embedd
 `prompt_attention_masks`, which `Sam3VideoModel.run_detection` reads before it would encode the
 text). Every frame of every clip is then detected with "this phrase and what these boxes show
 on the reference frame", and the tracker works unchanged. On the reference frame itself this is
-bit-for-bit what passing `input_boxes` to the detector gives (tests check it); elsewhere it is
-how SAM 3's own video predictor uses a visual prompt (encoded on its frame, reused on the
-others), and it is what makes an exemplar a concept that can be searched for in other videos.
+bit-for-bit what passing `input_boxes` to the detector gives (tests check it). On every other
+frame it is vidlake's design, not SAM 3's: Meta's video predictor applies a visual prompt on its
+own frame only (and then tracks what it found), while vidlake reuses the prompt's tokens as a
+concept on every frame of every clip, which is what makes an exemplar something that can be
+searched for in other videos.
 A prompt with boxes and no phrase is encoded with the text "visual", as `Sam3Processor` does.
 Cost: one extra backbone pass per distinct reference frame per clip.
+
+SAM 3's quality steps always run: mask NMS, hole filling and sprinkle removal, which
+transformers runs only with a hub kernel it downloads at run time, are plugged in at load
+(`vidlake.model.quality`), and loading fails rather than run without them.
 
 `max_objects` caps the objects tracked at once (the session's `max_num_objects`: new detections
 beyond it are dropped, highest scores kept, so tracker memory stays bounded) and then the
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidlake.errors import UsageError
+from vidlake.model import quality, upstream
 from vidlake.model.checkpoint import (
     load_checkpoint_config,
     load_error,
@@ -66,6 +73,7 @@ class _Track:
     """What one object id has accumulated so far in a clip: per-frame RLEs, never float masks."""
 
     prompt_id: int
+    detection_score: float = 0.0
     frame_idx: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -132,6 +140,7 @@ class Sam3Segmenter:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise load_error(checkpoint, exc) from exc
         self.model.to(self.device).eval()
+        quality.install()
         self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
         self.device_rle = self.device.startswith("cuda")
         self.drain_s = 0.0
@@ -140,6 +149,20 @@ class Sam3Segmenter:
         self.forget_old_frames = True
         self.batch_objects = batched(batch_objects, self.device)
         self.batch_concepts = batched(batch_concepts, self.device)
+        if self.batch_objects or self.batch_concepts:
+            changed = upstream.problems(batched_only=True)
+            if changed:
+                # The batched passes replace and call transformers internals; with any of them
+                # gone or reshaped, run transformers' own passes (exact, slower) and say so.
+                logger.warning(
+                    "transformers %s differs from the tested %s where vidlake's batched SAM 3 "
+                    "passes plug in (%s); running transformers' per-object and per-prompt "
+                    "passes instead",
+                    _transformers_version(),
+                    upstream.TESTED_TRANSFORMERS,
+                    "; ".join(changed),
+                )
+                self.batch_objects = self.batch_concepts = False
         if self.batch_objects:
             from vidlake.model.batched_tracker import enable_batched_tracking
 
@@ -152,10 +175,11 @@ class Sam3Segmenter:
             encoder = self.model.detector_model.vision_encoder
             self.model.detector_model.vision_encoder = torch.compile(encoder)
         # transformers warns on every frame once a clip reaches max_num_objects; in a job over
-        # thousands of clips that floods the driver's log, so keep its errors only.
-        logging.getLogger("transformers.models.sam3_video.modeling_sam3_video").setLevel(
-            logging.ERROR
-        )
+        # thousands of clips that floods the driver's log. Only that message is dropped: every
+        # other warning of the module (a quality step skipped, say) still shows.
+        upstream_logger = logging.getLogger("transformers.models.sam3_video.modeling_sam3_video")
+        if _drop_object_cap_notice not in upstream_logger.filters:
+            upstream_logger.addFilter(_drop_object_cap_notice)
         logger.info("loaded SAM 3 %s on %s", checkpoint, self.device)
 
     def segment(
@@ -165,14 +189,29 @@ class Sam3Segmenter:
         prompts: Sequence[Prompt] | None = None,
         max_objects: int | None = None,
     ) -> list[Masklet]:
-        """Masklets of every object of every concept and prompt in the clip, in one pass.
+        """Masklets of every object of every concept and prompt in the clip, in one pass
+        (`segment_with_presence`'s masklets)."""
+        return self.segment_with_presence(frames, concepts, prompts, max_objects)[0]
+
+    def segment_with_presence(
+        self,
+        frames: np.ndarray,
+        concepts: Sequence[str],
+        prompts: Sequence[Prompt] | None = None,
+        max_objects: int | None = None,
+    ) -> tuple[list[Masklet], dict[str, np.ndarray]]:
+        """(masklets, presence): every object of every concept and prompt in the clip, in one
+        pass, and the detector's presence probability of each concept and prompt name on each
+        frame ((T,) float32; whether the concept is in the frame at all, objects or not).
 
         frames: (T, H, W, 3) uint8 RGB. Boxes are xyxy in pixels of these frames and masks are
         RLEs at (H, W). prompts: named prompts (exemplar prompts need their reference_frame
         attached, see `with_reference_frames`); their masklets carry the prompt's name as
         concept. max_objects: at most that many masklets, highest scores kept. Object ids come
         from the model's session and are unique in the result; masklets are sorted by object
-        id, frame_idx ascending within each.
+        id, frame_idx ascending within each. A masklet's `scores` are the tracker's per-frame
+        object scores (the detection's score on the frame it was detected, as SAM 3 reports
+        them), its `detection_score` the score of the detection that started it.
         """
         import torch
 
@@ -189,7 +228,7 @@ class Sam3Segmenter:
         if clash:
             raise UsageError(f"prompt name {sorted(clash)[0]!r} is also a text concept")
         if len(frames) == 0 or not (texts or prompts):
-            return []
+            return [], {}
 
         session = self.processor.init_video_session(
             video=list(frames),
@@ -232,9 +271,14 @@ class Sam3Segmenter:
                     scores=np.asarray(track.scores, dtype=np.float32)[order],
                     masks=[track.masks[i] for i in order],
                     presence=presence.max_for(track.prompt_id),
+                    detection_score=track.detection_score,
                 )
             )
-        return cap_masklets(masklets, max_objects)[0]
+        by_name = {
+            name: presence.per_frame(prompt_id, len(frames))
+            for prompt_id, name in session.prompts.items()
+        }
+        return cap_masklets(masklets, max_objects)[0], by_name
 
     def _add_prompt(self, session, prompt: Prompt) -> int:
         """Adds a named prompt to the session; its exemplar boxes become prompt tokens.
@@ -309,15 +353,19 @@ class Sam3Segmenter:
         else:
             rles = encode_rles(processed["masks"].cpu().numpy())
         boxes = processed["boxes"].float().cpu().numpy()
-        scores = processed["scores"].float().cpu().numpy()
+        detection_scores = processed["scores"].float().cpu().numpy()
+        # The tracker's object score on this frame (sigmoid); on the frame an object is
+        # detected, its detection score (SAM 3 has no tracker score for it there).
+        tracker_scores = output.obj_id_to_tracker_score or {}
         frame_idx = int(output.frame_idx)
         for i, object_id in enumerate(object_ids):
             track = tracks.get(object_id)
             if track is None:
                 track = tracks[object_id] = _Track(prompt_id=session.obj_id_to_prompt_id[object_id])
+            track.detection_score = float(detection_scores[i])
             track.frame_idx.append(frame_idx)
             track.boxes.append(boxes[i])
-            track.scores.append(float(scores[i]))
+            track.scores.append(float(tracker_scores.get(object_id, detection_scores[i])))
             track.masks.append(rles[i])
 
     @staticmethod
@@ -338,6 +386,17 @@ class Sam3Segmenter:
         return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
 
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def _drop_object_cap_notice(record: logging.LogRecord) -> bool:
+    """False for transformers' per-frame "hitting self.max_num_objects=..." warning."""
+    return "max_num_objects" not in record.getMessage()
+
+
 class _PresenceRecorder:
     """Forward hook on the detector that keeps the max presence probability per prompt id.
 
@@ -349,16 +408,26 @@ class _PresenceRecorder:
 
     def __init__(self, session) -> None:
         self._prompt_of_mask = {id(m): pid for pid, m in session.prompt_attention_masks.items()}
-        self._max: dict[int, float] = {}
+        # prompt id -> presence per detector call; the session calls the detector once per
+        # prompt on each frame, in frame order, so call i is frame i.
+        self._frames: dict[int, list[float]] = {}
 
     def __call__(self, module, args, kwargs, output) -> None:
         logits = getattr(output, "presence_logits", None)
         prompt_id = self._prompt_of_mask.get(id(kwargs.get("attention_mask")))
         if logits is None or prompt_id is None:
             return
-        value = float(logits.float().sigmoid().max())
-        self._max[prompt_id] = max(value, self._max.get(prompt_id, 0.0))
+        self._frames.setdefault(prompt_id, []).append(float(logits.float().sigmoid().max()))
 
     def max_for(self, prompt_id: int) -> float:
         """Max presence probability of the prompt over the clip's frames; 1.0 if none was seen."""
-        return self._max.get(prompt_id, 1.0)
+        values = self._frames.get(prompt_id)
+        return max(values) if values else 1.0
+
+    def per_frame(self, prompt_id: int, n_frames: int) -> np.ndarray:
+        """(n_frames,) float32: the prompt's presence probability on each frame, 1.0 where the
+        detector reported none."""
+        values = np.ones(n_frames, dtype=np.float32)
+        seen = self._frames.get(prompt_id, [])[:n_frames]
+        values[: len(seen)] = seen
+        return values

@@ -43,6 +43,17 @@ def accepts(segmenter: ConceptSegmenter, argument: str) -> bool:
     return argument in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def segment_with_presence(
+    segmenter: ConceptSegmenter, frames: np.ndarray, concepts: Sequence[str], **kwargs
+) -> tuple[list[Masklet], dict[str, np.ndarray]]:
+    """(masklets, presence per concept and frame) from segmenters that report presence
+    (`segment_with_presence`, as SAM 3's), else (segment(...), {})."""
+    method = getattr(segmenter, "segment_with_presence", None)
+    if method is not None:
+        return method(frames, concepts, **kwargs)
+    return segmenter.segment(frames, concepts, **kwargs), {}
+
+
 def cap_masklets(masklets: list[Masklet], max_objects: int | None) -> tuple[list[Masklet], int]:
     """(the max_objects masklets of highest score, how many were dropped); order kept.
 

@@ -4,7 +4,17 @@ The real `facebook/sam3` weights are gated and large; tests and laptops without 
 need to run the exact code path users run. `build_tiny_sam3` writes a folder that loads with
 `Sam3VideoModel.from_pretrained` / `Sam3VideoProcessor.from_pretrained` like the real checkpoint,
 so `Sam3Segmenter(str(out_dir))` works on it unchanged. Its outputs are meaningless but
-deterministic, and its thresholds are lowered so it emits objects for any prompt.
+deterministic.
+
+It keeps Meta's decision settings (detection 0.5, NMS 0.1, new detection 0.7, hotstart 15/8/8,
+occlusion 0.7, fill 16, recondition every 16): tests must see SAM 3 decide. Random weights
+alone decide nothing (every query scores ~0.25, detector and tracker masks never agree), so a
+few output weights are calibrated (`calibrate`, values in `CALIBRATION`) to put detections on
+both sides of 0.5 and 0.7, make detector masks overlap (NMS drops duplicates) and carry holes
+and specks, and let tracker masks match detections or not: on tests/model's decision clip,
+detections cross both thresholds, NMS drops duplicates, hotstart removes unconfirmed tracks,
+holes are filled, sprinkles removed and tracks reconditioned (tests/model/test_tiny.py counts
+each).
 """
 
 from __future__ import annotations
@@ -98,8 +108,7 @@ def build_tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int):
     Constraints that are not obvious: the detector's FPN width is shared with the tracker
     (hidden sizes must agree); the tracker's memory encoder output must stay 64 channels;
     feature-map sizes and the memory-attention RoPE grid follow image_size / patch_size;
-    the low-resolution mask size is 4x the patch grid. Thresholds are lowered and the
-    hot-start delay disabled so random weights still emit (and keep) objects.
+    the low-resolution mask size is 4x the patch grid. SAM 3's decision settings are Meta's.
     """
     from transformers import (
         CLIPTextConfig,
@@ -197,20 +206,65 @@ def build_tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int):
         detector_config=detector,
         tracker_config=tracker,
         low_res_mask_size=4 * grid,
-        # Random weights give probabilities near 0.5 at best: keep every query.
-        score_threshold_detection=0.0,
-        new_det_thresh=0.0,
-        high_conf_thresh=0.0,
-        # Hot-start heuristics would delete most random tracks; 0 turns them off.
-        hotstart_delay=0,
-        hotstart_unmatch_thresh=0,
-        hotstart_dup_thresh=0,
-        # Random masks overlap heavily; occlusion suppression would hide them.
-        suppress_overlapping_based_on_recent_occlusion_threshold=0.0,
+        # Meta's decision settings are transformers' defaults: kept (see the module docstring).
         max_num_objects=8,
     )
     config.image_size = size
     return config
+
+
+# Found by a search over these knobs on the decision clip (seed 0); each is one output weight
+# group, so the model stays a plain checkpoint that loads like any other.
+CALIBRATION = {
+    "presence_bias": 6.0,  # the detector's presence head: concepts "present" (~1.0)
+    "score_scale": 40.0,  # query projection of the dot-product scoring: scores spread 0.1-0.95
+    "detector_mask_offset": 0.0,  # constant added to every detector mask logit
+    "detector_mask_spread": 100.0,  # gain of the query-dependent part of detector masks
+    "tracker_mask_offset": 2.0,  # constant added to tracker mask logits (x gelu(1))
+    "object_score_bias": 2.0,  # the tracker's "object is visible" logit
+}
+
+
+def calibrate(model, calibration: dict[str, float] | None = None) -> None:
+    """Sets the few output weights of a random `Sam3VideoModel` named in CALIBRATION (see the
+    module docstring): in place, under no_grad."""
+    import torch
+
+    knobs = {**CALIBRATION, **(calibration or {})}
+    detector = model.detector_model
+    tracker = model.tracker_model.mask_decoder
+    with torch.no_grad():
+        detector.detr_decoder.presence_head.layer3.bias.fill_(knobs["presence_bias"])
+        scoring = detector.dot_product_scoring.query_proj
+        scoring.weight.mul_(knobs["score_scale"])
+        scoring.bias.mul_(knobs["score_scale"])
+        # Detector masks are einsum(mask embedding of a query, instance embedding of a pixel):
+        # channel 0 becomes the constant 1 on the pixel side and the offset on the query side.
+        masks = detector.mask_decoder
+        masks.instance_projection.weight[0] = 0.0
+        masks.instance_projection.bias[0] = 1.0
+        last = _last_linear(masks.mask_embedder)
+        last.weight[1:] *= knobs["detector_mask_spread"]
+        last.bias[1:] *= knobs["detector_mask_spread"]
+        last.weight[0] = 0.0
+        last.bias[0] = knobs["detector_mask_offset"]
+        # Tracker masks are hypernetwork(token) @ upscaled embedding: the same trick, channel 0
+        # of the upscaled embedding made constant (gelu(1)) and each hypernetwork's offset.
+        tracker.conv_s0.weight[0] = 0.0
+        tracker.conv_s0.bias[0] = 0.0
+        tracker.upscale_conv2.weight[:, 0] = 0.0
+        tracker.upscale_conv2.bias[0] = 1.0
+        for mlp in tracker.output_hypernetworks_mlps:
+            head = _last_linear(mlp)
+            head.weight[0] = 0.0
+            head.bias[0] = knobs["tracker_mask_offset"]
+        tracker.pred_obj_score_head.proj_out.bias.fill_(knobs["object_score_bias"])
+
+
+def _last_linear(module):
+    import torch
+
+    return [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1]
 
 
 def make_folder(folder: Path) -> Path:
@@ -294,10 +348,7 @@ def _write_tiny_sam3(out: Path, seed: int) -> Path:
     )
     torch.manual_seed(seed)
     model = Sam3VideoModel(config)
-    with torch.no_grad():
-        # Random weights put the tracker's "object is visible" logit near 0, so every track
-        # would vanish after its first frame; a positive bias keeps tracks alive.
-        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
+    calibrate(model)
     model.save_pretrained(out)
 
     size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}

@@ -10,6 +10,7 @@ the corpus; frames live in Ray's object store between decode and segment.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -66,6 +67,10 @@ class RunSummary:
     model_last_end: float = 0.0  # ... and the last one left it
     n_commits: int = 0  # commits of finished videos (several videos each when commits are slow)
     commit_s: float = 0.0  # seconds the driver spent committing them
+    # The model's decision settings (SAM 3: thresholds, NMS, hotstart, hole area), recorded
+    # with the run's arguments; quality_off: the quality steps they turn off, in words.
+    model_settings: dict = field(default_factory=dict)
+    quality_off: list[str] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -317,11 +322,15 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     opts = lance_options(config.storage_options) or None
 
     from vidlake.model import check_model, check_prompts
+    from vidlake.model.checkpoint import quality_steps_off
 
     # Endpoint, credentials and buckets of the index, the sources and an s3:// checkpoint.
     preflight(config.index_uri, (*config.sources, config.model), opts)
     # A bad --model or prompt is a usage error before any work starts.
-    check_model(config.model)
+    summary.model_settings = check_model(config.model)
+    summary.quality_off = quality_steps_off(summary.model_settings)
+    for step in summary.quality_off:
+        log.warning("the checkpoint %s turns off SAM 3's %s", config.model, step)
     if config.address is None and config.device.startswith("cuda"):
         from vidlake.model.sam3 import resolve_device
 
@@ -618,8 +627,10 @@ def _run_row(config: IndexConfig, summary: RunSummary, started, status: str = ""
         "started_at": started,
         "finished_at": schema.now_utc(),
         "status": status or ("completed_with_failures" if summary.n_failed else "completed"),
-        "arguments": config.to_json(),
-        "versions": __import__("json").dumps(versions),
+        "arguments": json.dumps(
+            {**json.loads(config.to_json()), "model_settings": summary.model_settings}
+        ),
+        "versions": json.dumps(versions),
         "n_videos_indexed": summary.n_indexed,
         "n_videos_failed": summary.n_failed,
         "n_videos_skipped": summary.n_skipped,

@@ -224,7 +224,7 @@ class SegmentStage:
             self.segment_kwargs["max_objects"] = max_objects
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        from vidlake.model.segmenter import cap_masklets
+        from vidlake.model.segmenter import cap_masklets, segment_with_presence
         from vidlake.operators.thumbnail import crop_thumbnail, jpeg_thumbnail
         from vidlake.store.schema import clip_tables
 
@@ -246,7 +246,9 @@ class SegmentStage:
         # the job's summary reports as the share of time the model was busy.
         base["model_start"] = time.time()
         try:
-            masklets = self.segmenter.segment(frames, self.concepts, **self.segment_kwargs)
+            masklets, presence = segment_with_presence(
+                self.segmenter, frames, self.concepts, **self.segment_kwargs
+            )
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
@@ -261,6 +263,7 @@ class SegmentStage:
             width=int(frames.shape[2]),
             masklets=masklets,
             thumbnail=jpeg_thumbnail(frames[len(frames) // 2]),
+            presence=presence,
         )
         thumbs = []
         for m in masklets:

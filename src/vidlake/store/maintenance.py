@@ -9,6 +9,7 @@ a version (`--as-of`) keep working for that long.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,7 +59,10 @@ def compact(
         raise ValueError(f"retention must be >= 0, got {retention}")
     report = []
     for table in TABLES:
-        ds = store.dataset(table)
+        try:
+            ds = store.dataset(table)
+        except (ValueError, OSError, FileNotFoundError):
+            continue  # a table this index predates (the next index job creates it)
         fragments_before = len(ds.get_fragments())
         versions_before = len(ds.versions())
         bytes_before = _stored_bytes(store, table)
@@ -114,3 +118,16 @@ def list_runs(store: IndexStore, limit: int | None = None) -> pa.Table:
     runs = store.dataset("runs").to_table()
     runs = runs.sort_by([("started_at", "descending"), ("run_id", "ascending")])
     return runs.slice(0, limit) if limit is not None else runs
+
+
+def model_settings(store: IndexStore) -> dict[str, dict]:
+    """{model: the decision settings its newest run ran with} (SAM 3's thresholds, NMS,
+    hotstart, hole area, recorded by the index job); models whose runs recorded none are left
+    out."""
+    found: dict[str, dict] = {}
+    for row in list_runs(store).select(["arguments"]).to_pylist():
+        arguments = json.loads(row["arguments"]) if row["arguments"] else {}
+        model, settings = arguments.get("model"), arguments.get("model_settings")
+        if model and settings and model not in found:
+            found[model] = settings
+    return found

@@ -111,6 +111,17 @@ CONCEPT_HITS = _schema(
     ]
 )
 
+# SAM 3's detector says, per frame, whether a concept is in it at all (objects found or not).
+PRESENCE = _schema(
+    [
+        ("clip_id", pa.string()),
+        ("video_id", pa.string()),
+        ("concept", pa.string()),
+        ("frame_presence", pa.list_(pa.float32())),  # per sampled frame of the clip
+        ("max_presence", pa.float32()),
+    ]
+)
+
 RUNS = _schema(
     [
         ("run_id", pa.string()),
@@ -135,6 +146,7 @@ TABLES: dict[str, pa.Schema] = {
     "clips": CLIPS,
     "masklets": MASKLETS,
     "concept_hits": CONCEPT_HITS,
+    "presence": PRESENCE,
     "runs": RUNS,
 }
 
@@ -214,7 +226,8 @@ def _masklet_row(result: ClipResult, m: Masklet, thumbnail: bytes) -> dict:
 def clip_tables(
     result: ClipResult, masklet_thumbnails: list[bytes] | None = None
 ) -> dict[str, pa.Table]:
-    """The rows one segmented clip adds to `clips`, `masklets` and `concept_hits`."""
+    """The rows one segmented clip adds to `clips`, `masklets`, `concept_hits` and `presence`
+    (one row per concept the segmenter reported presence for, objects or not)."""
     spec = result.spec
     thumbs = masklet_thumbnails or [b""] * len(result.masklets)
     clip = {
@@ -259,10 +272,25 @@ def clip_tables(
         hit["max_presence"] = max(hit["max_presence"], row["presence"])
         hit["start_s"] = min(hit["start_s"], row["first_s"])
         hit["end_s"] = max(hit["end_s"], row["last_s"])
+    presence = [
+        {
+            "clip_id": spec.clip_id,
+            "video_id": spec.video_id,
+            "concept": concept,
+            "frame_presence": np.asarray(values, dtype=np.float32).tolist(),
+            "max_presence": float(np.max(values)) if len(values) else 0.0,
+        }
+        for concept, values in result.presence.items()
+    ]
+    for row in presence:
+        if row["concept"] in hits:
+            # The detector's own clip-level presence, which the masklets repeat.
+            hits[row["concept"]]["max_presence"] = row["max_presence"]
     return {
         "clips": pa.Table.from_pylist([clip], schema=CLIPS),
         "masklets": pa.Table.from_pylist(masklets, schema=MASKLETS),
         "concept_hits": pa.Table.from_pylist(list(hits.values()), schema=CONCEPT_HITS),
+        "presence": pa.Table.from_pylist(presence, schema=PRESENCE),
     }
 
 

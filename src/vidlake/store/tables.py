@@ -31,7 +31,7 @@ from vidlake.store.schema import (
 log = logging.getLogger(__name__)
 
 DATA_STORAGE_VERSION = "stable"  # Lance's current file format, never the legacy v1 one
-PER_VIDEO_TABLES = ("clips", "masklets", "concept_hits")
+PER_VIDEO_TABLES = ("clips", "masklets", "concept_hits", "presence")
 COMPACT_FRAGMENTS_OVER = 64
 # The keys commits merge_insert on: stitched track ids into masklets, commit markers into
 # videos (see IndexStore.update_key_indexes).
