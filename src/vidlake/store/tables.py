@@ -136,7 +136,21 @@ class IndexStore:
                     log.debug("table %s appeared concurrently: %s", name, exc)
                     ds = store.dataset(name)
             store._check_version(ds.schema)
+            store._add_missing_columns(name, ds)
         return store
+
+    def _add_missing_columns(self, table: str, ds: lance.LanceDataset) -> None:
+        """Adds the columns TABLE's schema gained since DS was created, all null: schema
+        changes are additive, so an index written by an older vidlake stays usable."""
+        missing = [f for f in TABLES[table] if f.name not in ds.schema.names]
+        if not missing:
+            return
+        try:
+            ds.add_columns(missing)
+        except (OSError, RuntimeError, ValueError) as exc:
+            # Another job added them between our read and our commit: theirs will do.
+            if any(f.name not in self.dataset(table).schema.names for f in missing):
+                raise VidlakeError(f"cannot add columns to {table} of {self.uri}: {exc}") from exc
 
     def _check_version(self, schema: pa.Schema) -> None:
         found = int((schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"0"))
