@@ -161,6 +161,14 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete indexed videos these sources no longer list.")
     ] = False,
+    prune_concepts: Annotated[
+        bool,
+        typer.Option(
+            "--prune-concepts",
+            help="Delete from indexed videos the concepts (and exemplar prompts) not in this "
+            "run's vocabulary; without it a smaller vocabulary deletes nothing.",
+        ),
+    ] = False,
     storage_option: StorageOpt = None,
     exemplar: Annotated[
         list[str] | None,
@@ -209,7 +217,8 @@ def index(
             overlap=overlap, max_side=max_side, address=address, actors=actors,
             actors_per_gpu=actors_per_gpu, batch_objects=_batched(batch_objects, exact),
             batch_concepts=_batched(batch_concepts, exact), device=device,
-            storage_options=parse_storage_options(storage_option), prune=prune, prompts=named,
+            storage_options=parse_storage_options(storage_option), prune=prune,
+            prune_concepts=prune_concepts, prompts=named,
             max_objects=max_objects, progress=_progress_reporter(progress),
         )  # fmt: skip
     for uri, error in summary.failures:
@@ -218,6 +227,7 @@ def index(
         f"indexed {counted(summary.n_indexed, 'video')}, failed {summary.n_failed}, "
         f"skipped {summary.n_skipped} already indexed"
         + (f", pruned {summary.n_pruned}" if summary.n_pruned else "")
+        + "".join(f"; {part}" for part in summary_notes(summary))
         + f"; {counted(summary.n_clips, 'clip')}, {counted(summary.n_masklets, 'masklet')}, "
         f"{counted(summary.n_frames, 'frame')} in {summary.wall_s:.1f} s "
         f"({summary.frames_per_s:.1f} frames/s"
@@ -226,6 +236,29 @@ def index(
         highlight=False,
     )
     raise typer.Exit(1 if summary.n_failed else 0)
+
+
+def summary_notes(summary) -> list[str]:
+    """The summary line's parts about the vocabulary and what was not a video, if any."""
+    from vidlake.operators.probe import not_videos_note
+
+    notes = []
+    if summary.segmented_concepts:
+        concepts = ", ".join(summary.segmented_concepts)
+        notes.append(
+            f"added {concepts} to {counted(summary.n_grown, 'indexed video')} "
+            "(only those concepts segmented)"
+        )
+    if summary.n_concepts_pruned:
+        notes.append(f"pruned concepts from {counted(summary.n_concepts_pruned, 'video')}")
+    if summary.n_failed_unchanged:
+        notes.append(
+            f"{summary.n_failed_unchanged} unchanged since they failed, not retried "
+            "(`vidlake info` has their errors)"
+        )
+    if summary.not_videos:
+        notes.append(not_videos_note(summary.not_videos))
+    return notes
 
 
 @model_app.command("tiny")

@@ -251,7 +251,9 @@ def not_videos_note(skipped: Counter[str] | dict[str, int]) -> str:
     total = sum(skipped.values())
     if not total:
         return ""
-    counts = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda i: (-i[1], i[0])))
+    counts = ", ".join(
+        f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda i: (-i[1], i[0]))
+    )
     return f"{counted(total, 'file')} skipped as not videos: {counts}"
 
 

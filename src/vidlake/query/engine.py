@@ -249,6 +249,7 @@ class ConceptIndex:
         self.versions = resolve_versions(self.store, self.as_of)
         self._datasets: dict[str, lance.LanceDataset | None] = {}
         self._committed: frozenset[str] | None = None
+        self._pending: dict[str, frozenset[str]] | None = None
         self._concepts: pa.Table | None = None
         self._verified: dict[str, int] | None = None
 
@@ -284,18 +285,46 @@ class ConceptIndex:
             self._committed = frozenset(t.column("video_id").to_pylist())
         return self._committed
 
-    def only_committed(self, table: pa.Table) -> pa.Table:
-        """The rows of TABLE (with a video_id column) whose video is committed."""
+    def pending_concepts(self) -> dict[str, frozenset[str]]:
+        """video_id -> concepts an index job is adding to (or pruning from) that indexed video:
+        its rows of them are not committed yet (vidlake.pipeline.plan)."""
+        if self._pending is None:
+            ds = self.dataset("videos")
+            self._pending = {}
+            if ds is not None and "pending_concepts" in ds.schema.names:
+                t = ds.to_table(
+                    columns=["video_id", "pending_concepts"],
+                    filter="array_length(pending_concepts) > 0",
+                )
+                self._pending = {
+                    r["video_id"]: frozenset(r["pending_concepts"]) for r in t.to_pylist()
+                }
+        return self._pending
+
+    def only_committed(self, table: pa.Table, concept: str | None = None) -> pa.Table:
+        """The rows of TABLE (with a video_id column) whose video is committed, less those of
+        a concept pending on their video (rows of CONCEPT, or of the table's `concept`)."""
         if not table.num_rows:
             return table
         committed = self.committed_video_ids()
+        pending = self.pending_concepts()
         present = pc.unique(table.column("video_id")).to_pylist()
-        keep = [v for v in present if v in committed]
-        if len(keep) == len(present):
-            return table
-        return table.filter(
-            pc.is_in(table.column("video_id"), value_set=pa.array(keep, pa.string()))
-        )
+        keep = [v for v in present if v in committed and concept not in pending.get(v, ())]
+        if len(keep) < len(present):
+            table = table.filter(
+                pc.is_in(table.column("video_id"), value_set=pa.array(keep, pa.string()))
+            )
+        if "concept" in table.column_names and any(v in pending for v in keep):
+            visible = [
+                v not in pending or c not in pending[v]
+                for v, c in zip(
+                    table.column("video_id").to_pylist(),
+                    table.column("concept").to_pylist(),
+                    strict=True,
+                )
+            ]
+            table = table.filter(pa.array(visible, pa.bool_()))
+        return table
 
     def concepts_table(self) -> pa.Table:
         """The `concepts` rows (without embeddings) of this snapshot."""
@@ -436,7 +465,7 @@ class ConceptIndex:
         """Committed concept_hits rows of CONCEPT matching WHERE (an index read)."""
         full = f"concept = {_sql_str(concept)}" + (f" AND {where}" if where else "")
         hits = self._read("concept_hits", list(dict.fromkeys([*columns, "video_id"])), full)
-        hits = self.only_committed(hits)
+        hits = self.only_committed(hits, concept)
         if "video_id" not in columns:
             hits = hits.drop_columns(["video_id"])
         return hits.select(columns)

@@ -250,6 +250,51 @@ class IndexStore:
             for table in tables:
                 self.dataset(table).delete(where)
 
+    def delete_concepts(self, concepts_of: dict[str, list[str]]) -> None:
+        """Deletes the `masklets` and `concept_hits` rows of these concepts of these videos
+        (video_id -> concept names); the videos' clips and other concepts stay."""
+        by_concepts: dict[tuple[str, ...], list[str]] = {}
+        for video_id, concepts in concepts_of.items():
+            if concepts:
+                by_concepts.setdefault(tuple(sorted(set(concepts))), []).append(video_id)
+        for concepts, ids in by_concepts.items():
+            for start in range(0, len(ids), 500):
+                where = (
+                    f"video_id IN ({_sql_list(ids[start : start + 500])}) "
+                    f"AND concept IN ({_sql_list(concepts)})"
+                )
+                for table in ("concept_hits", "masklets"):  # the index first: hits go first
+                    self.dataset(table).delete(where)
+
+    def next_object_ids(self, video_ids: Iterable[str]) -> dict[str, int]:
+        """video_id -> one more than the largest `object_id` of its masklets (0 if none):
+        where the object ids of concepts added to the video start, so that their masklet
+        and track ids (derived from clip and object id) never collide with existing ones."""
+        ids = sorted(set(video_ids))
+        out = dict.fromkeys(ids, 0)
+        for start in range(0, len(ids), 500):
+            rows = self.dataset("masklets").to_table(
+                columns=["video_id", "object_id"],
+                filter=f"video_id IN ({_sql_list(ids[start : start + 500])})",
+            )
+            if rows.num_rows:
+                top = rows.group_by("video_id").aggregate([("object_id", "max")])
+                for r in top.to_pylist():
+                    out[r["video_id"]] = int(r["object_id_max"]) + 1
+        return out
+
+    def video_rows(self, video_ids: Iterable[str]) -> list[dict]:
+        """The whole `videos` rows of these ids (to upsert back changed)."""
+        ids = sorted(set(video_ids))
+        rows: list[dict] = []
+        for start in range(0, len(ids), 500):
+            rows += (
+                self.dataset("videos")
+                .to_table(filter=f"video_id IN ({_sql_list(ids[start : start + 500])})")
+                .to_pylist()
+            )
+        return rows
+
     def delete_orphans(self, only: Iterable[str] | None = None) -> int:
         """Deletes clip-level rows of videos without an `indexed` row (left by a killed job).
 
