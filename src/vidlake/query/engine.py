@@ -496,11 +496,13 @@ class ConceptIndex:
 
     # ---- phrases nobody indexed ---------------------------------------------------------
 
-    def candidates(self, phrase: str, n: int = 5) -> list[Candidate]:
+    def candidates(self, phrase: str, n: int = 5, min_similarity: float = -1.0) -> list[Candidate]:
         """Indexed concepts nearest PHRASE: text-embedding similarity, plus full-text matches.
 
         A full-text match ranks a concept ahead of one with a slightly higher similarity
-        (bonus 0.1): "crimson square" shares a word with "red square".
+        (bonus 0.1): "crimson square" shares a word with "red square". Concepts less similar
+        than MIN_SIMILARITY are left out (`vidlake.query.text.CANDIDATE_MIN_SIMILARITY`: the
+        floor under which a concept's clips are no answer), whatever words they share.
         """
         concept = normalize_phrase(phrase)
         ds = self.dataset("concepts")
@@ -572,7 +574,7 @@ class ConceptIndex:
                 n_clips=int(counts.get(name) or 0),
             )
             for name, sim in ranked
-            if name != concept
+            if name != concept and sim >= min_similarity
         ][:n]
 
     def candidate_clips(
