@@ -286,6 +286,16 @@ def query(
             markup=False,
             soft_wrap=True,
         )
+    models = engine.hit_models(hits.slice(0, limit))
+    if len(models) > 1:
+        # A change of --model is partial: the hits' scores are not on one scale.
+        mixed = ", ".join(f"{m} ({counted(n, 'clip')})" for m, n in models.items())
+        note.print(
+            f"these hits mix {len(models)} models: {mixed}; rerun the index job with the new "
+            "--model to finish the migration",
+            markup=False,
+            soft_wrap=True,
+        )
     if not hits.num_rows and not (as_json or as_csv):
         out.print(f"no clips with {concept!r}", markup=False)
     shown = min(hits.num_rows, limit)
@@ -317,7 +327,16 @@ def info(
     for name, n in details.counts.items():
         table.add_row(plain(name), str(n), str(details.versions[name]))
     out.print(table)
-    out.print(f"models: {', '.join(details.models) or '-'}", markup=False)
+    on_models = ", ".join(
+        f"{m} ({counted(n, 'video')})" for m, n in details.videos_by_model.items()
+    )
+    partial = "; a change of --model is partial" if len(details.videos_by_model) > 1 else ""
+    out.print(f"models: {on_models or ', '.join(details.models) or '-'}{partial}", markup=False)
+    if details.not_videos:
+        from vidlake.operators.probe import not_videos_note
+
+        note = not_videos_note(details.not_videos)
+        out.print(f"last index job: {note} (by extension)", markup=False)
     vocab = ", ".join(f"{c} ({counted(n, 'clip')})" for c, n in details.vocabulary.items())
     out.print(f"vocabulary: {vocab or '-'}", markup=False)
     if details.verified:

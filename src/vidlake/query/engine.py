@@ -192,6 +192,10 @@ class IndexInfo:
     models: list[str]
     version: int = 0  # the index version: the `videos` table's
     verified: dict[str, int] = field(default_factory=dict)  # phrase -> clips, verified on demand
+    # model -> indexed videos on it: more than one while a change of --model is partial
+    videos_by_model: dict[str, int] = field(default_factory=dict)
+    # files the last index job's folder listings skipped as not videos, by extension
+    not_videos: dict[str, int] = field(default_factory=dict)
 
 
 def resolve_versions(store: IndexStore, as_of: int | None) -> dict[str, int | None]:
@@ -703,6 +707,10 @@ class ConceptIndex:
         vocabulary = {c: counts.get(c, 0) for c in self.vocabulary()}
         verified = {c: counts.get(c, 0) for c in self.verified() if c not in vocabulary}
         models = sorted({m for m in videos.column("model_id").to_pylist() if m})
+        by_model: dict[str, int] = {}
+        for r in videos.to_pylist():
+            if r["status"] == STATUS_INDEXED:
+                by_model[r["model_id"]] = by_model.get(r["model_id"], 0) + 1
         return IndexInfo(
             uri=self.store.uri,
             counts={
@@ -715,7 +723,36 @@ class ConceptIndex:
             models=models,
             version=self.version,
             verified=verified,
+            videos_by_model=dict(sorted(by_model.items(), key=lambda kv: (-kv[1], kv[0]))),
+            not_videos=self._last_not_videos(),
         )
+
+    def _last_not_videos(self) -> dict[str, int]:
+        """The `not_videos` counts of the latest index job in this snapshot ({} if none)."""
+        ds = self.dataset("runs")
+        if ds is None or "not_videos" not in ds.schema.names:
+            return {}
+        runs = ds.to_table(columns=["started_at", "not_videos"])
+        if not runs.num_rows:
+            return {}
+        latest = runs.sort_by([("started_at", "descending")]).slice(0, 1).to_pylist()[0]
+        import json
+
+        return json.loads(latest["not_videos"] or "{}")
+
+    def hit_models(self, hits: pa.Table) -> dict[str, int]:
+        """model -> how many of HITS' clips come from videos indexed with it."""
+        if not hits.num_rows:
+            return {}
+        ids = pc.unique(hits.column("video_id")).to_pylist()
+        videos = self._read(
+            "videos", ["video_id", "model_id"], f"video_id IN ({_sql_list(ids)})"
+        ).to_pylist()
+        model_of = {r["video_id"]: r["model_id"] for r in videos}
+        counts: dict[str, int] = {}
+        for vid in hits.column("video_id").to_pylist():
+            counts[model_of.get(vid) or "?"] = counts.get(model_of.get(vid) or "?", 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _glob_mask(uris: pa.ChunkedArray, patterns: Sequence[str]) -> pa.Array:
