@@ -159,11 +159,11 @@ def recover_pending(store: IndexStore, video_ids: list[str]) -> int:
     """Finishes the vocabulary changes a killed job left on these videos: rows of their
     pending concepts are deleted and the concepts dropped from the vocabulary (a later plan
     adds them again if the job wants them). Returns how many videos had any."""
-    rows = [
-        r
-        for r in store.video_rows(video_ids)
-        if r["status"] == schema.STATUS_INDEXED and r.get("pending_concepts")
-    ]
+    ids = set(video_ids)
+    pending = store.dataset("videos").to_table(
+        filter=f"status = '{schema.STATUS_INDEXED}' AND array_length(pending_concepts) > 0"
+    )
+    rows = [r for r in pending.to_pylist() if r["video_id"] in ids]
     if not rows:
         return 0
     store.delete_concepts({r["video_id"]: list(r["pending_concepts"]) for r in rows})

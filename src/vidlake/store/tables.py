@@ -250,21 +250,39 @@ class IndexStore:
             for table in tables:
                 self.dataset(table).delete(where)
 
-    def delete_concepts(self, concepts_of: dict[str, list[str]]) -> None:
+    def delete_concepts(self, concepts_of: dict[str, list[str]]) -> int:
         """Deletes the `masklets` and `concept_hits` rows of these concepts of these videos
-        (video_id -> concept names); the videos' clips and other concepts stay."""
+        (video_id -> concept names); their clips and other concepts stay. Returns how many
+        videos had any. Such rows are rare (verified at query time, or left by a killed job):
+        the videos that have some are found first, with one read per table by concept (an
+        index lookup in `concept_hits`), so growing a large archive's vocabulary costs no
+        delete per video."""
+        wanted = {(v, c) for v, names in concepts_of.items() for c in names}
+        if not wanted:
+            return 0
+        concepts = sorted({c for _, c in wanted})
+        found: dict[str, set[str]] = {}
+        for table in ("concept_hits", "masklets"):
+            rows = self.dataset(table).to_table(
+                columns=["video_id", "concept"], filter=f"concept IN ({_sql_list(concepts)})"
+            )
+            for v, c in zip(
+                rows.column("video_id").to_pylist(), rows.column("concept").to_pylist(), strict=True
+            ):
+                if (v, c) in wanted:
+                    found.setdefault(v, set()).add(c)
         by_concepts: dict[tuple[str, ...], list[str]] = {}
-        for video_id, concepts in concepts_of.items():
-            if concepts:
-                by_concepts.setdefault(tuple(sorted(set(concepts))), []).append(video_id)
-        for concepts, ids in by_concepts.items():
+        for video_id, names in found.items():
+            by_concepts.setdefault(tuple(sorted(names)), []).append(video_id)
+        for names, ids in by_concepts.items():
             for start in range(0, len(ids), 500):
                 where = (
                     f"video_id IN ({_sql_list(ids[start : start + 500])}) "
-                    f"AND concept IN ({_sql_list(concepts)})"
+                    f"AND concept IN ({_sql_list(names)})"
                 )
                 for table in ("concept_hits", "masklets"):  # the index first: hits go first
                     self.dataset(table).delete(where)
+        return len(found)
 
     def next_object_ids(self, video_ids: Iterable[str]) -> dict[str, int]:
         """video_id -> one more than the largest `object_id` of its masklets (0 if none):
