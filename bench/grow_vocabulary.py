@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--fps", type=float, default=3.0)
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--max-side", type=int, default=112)
+    parser.add_argument("--repeat", type=int, default=2, help="tries of each job (best kept)")
     args = parser.parse_args(argv)
 
     import ray
@@ -86,15 +88,20 @@ def main(argv: list[str] | None = None) -> float:
     ray.init(address="local", include_dashboard=False)  # started before either clock
     print(f"{len(sources)} videos, model {args.model} on {args.device}; {platform.processor()}")
     print("index with 4 concepts:")
-    run(sources, str(work / "grown"), CONCEPTS, args)
-    print(f"add {ADDED!r} (a 5th concept):")
-    added_s, added_wall = run(sources, str(work / "grown"), (*CONCEPTS, ADDED), args)
-    print("re-index whole with 5 concepts:")
-    whole_s, whole_wall = run(sources, str(work / "whole"), (*CONCEPTS, ADDED), args)
+    run(sources, str(work / "base"), CONCEPTS, args)
+    added, whole = [], []
+    for r in range(args.repeat):  # alternated, so that a busy spell of the machine hits both
+        shutil.copytree(work / "base", work / f"grown{r}")
+        print(f"add {ADDED!r} (a 5th concept), try {r + 1}:")
+        added.append(run(sources, str(work / f"grown{r}"), (*CONCEPTS, ADDED), args))
+        print(f"re-index whole with 5 concepts, try {r + 1}:")
+        whole.append(run(sources, str(work / f"whole{r}"), (*CONCEPTS, ADDED), args))
+    (added_s, added_wall), (whole_s, whole_wall) = min(added), min(whole)
     ratio = added_s / whole_s
     print(
-        f"adding 1 concept to a 4-concept index / re-indexing it whole: model time "
-        f"{ratio:.2f} (target <= 0.5), wall {added_wall / whole_wall:.2f}"
+        f"adding 1 concept to a 4-concept index / re-indexing it whole (best of "
+        f"{args.repeat}): model time {added_s:.1f} / {whole_s:.1f} s = {ratio:.2f} "
+        f"(target <= 0.5), wall {added_wall / whole_wall:.2f}"
     )
     command = shlex.join([sys.executable, *sys.argv]) if argv is None else str(argv)
     print(f"command: PYTHONPATH=src {command}")
