@@ -329,7 +329,7 @@ def test_an_empty_folder_fails_alone_and_hidden_files_are_skipped(tmp_path, synt
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "indexed 1 video, failed 1" in proc.stdout, proc.stdout
-    why = f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {empty}"
+    why = f"no video files under {empty}"
     assert f"failed {empty}: {why}" in proc.stderr, proc.stderr
 
     info = json.loads(vidlake("info", "--index", idx, "--json").stdout)
