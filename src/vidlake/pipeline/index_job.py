@@ -593,34 +593,27 @@ def _queue_video(
         for table, blob in pickle.loads(r["fragments"]).items():
             fragments[table].append(blob)
     if grow is not None:
-        committer.add(
-            grown_row(grow, pruned, summary.run_id, n_masklets),
-            fragments,
-            {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
-        )
+        video_row = grown_row(grow, pruned, summary.run_id, n_masklets)
         summary.n_grown += 1
-        summary.n_clips += len(rows)
-        summary.n_masklets += n_masklets
-        summary.n_frames += sum(int(r["n_frames"]) for r in rows)
-        return
-    video_row = schema.video_row(
-        src,
-        info,
-        status=schema.STATUS_INDEXED,
-        error="",
-        model_id=config.model,
-        vocabulary=list(config.vocabulary),
-        vocabulary_key=config.vocabulary_key(),
-        run_id=summary.run_id,
-        n_clips=len(rows),
-        n_masklets=n_masklets,
-    )
+    else:
+        video_row = schema.video_row(
+            src,
+            info,
+            status=schema.STATUS_INDEXED,
+            error="",
+            model_id=config.model,
+            vocabulary=list(config.vocabulary),
+            vocabulary_key=config.vocabulary_key(),
+            run_id=summary.run_id,
+            n_clips=len(rows),
+            n_masklets=n_masklets,
+        )
+        summary.n_indexed += 1
     committer.add(
         video_row,
         fragments,
         {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
     )
-    summary.n_indexed += 1
     summary.n_clips += len(rows)
     summary.n_masklets += n_masklets
     summary.n_frames += sum(int(r["n_frames"]) for r in rows)
