@@ -86,6 +86,14 @@ def main(argv: list[str] | None = None) -> float:
         spec = specs[i % len(specs)]
         sources.append(write_video(spec, work / "videos" / f"{i:03d}_{spec.name}.mp4").uri)
     ray.init(address="local", include_dashboard=False)  # started before either clock
+    try:
+        return _measure(sources, work, args, argv)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(sources: list[str], work: Path, args, argv: list[str] | None) -> float:
     print(f"{len(sources)} videos, model {args.model} on {args.device}; {platform.processor()}")
     print("index with 4 concepts:")
     run(sources, str(work / "base"), CONCEPTS, args)
