@@ -166,6 +166,21 @@ def test_another_model_reindexes_its_videos_and_the_partial_migration_shows(
     assert set(models) == {"synthetic:color", OTHER_MODEL} and sum(models.values()) == hits.num_rows
     assert clip_sets(index, "red square") == clip_sets(indexes["reference"], "red square")
 
+    from typer.testing import CliRunner
+
+    from vidlake.jobs.cli import _register_commands, app
+
+    _register_commands()
+    runner = CliRunner()
+    info = runner.invoke(app, ["info", "--index", index])
+    assert f"models: synthetic:color (2 videos), {OTHER_MODEL} (1 video); a change" in info.stdout
+    runs = runner.invoke(app, ["runs", "--index", index])
+    assert f"indexed videos per model: synthetic:color: 2 videos, {OTHER_MODEL}: 1 video" in (
+        runs.stdout
+    )
+    query = runner.invoke(app, ["query", "--index", index, "red square"])
+    assert "these hits mix 2 models: synthetic:color (" in query.stdout, query.stdout
+
 
 def test_an_exemplar_prompt_added_later_is_segmented_alone(
     indexes, synthetic_corpus, synthetic_config, tmp_path
