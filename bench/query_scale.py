@@ -129,6 +129,8 @@ def generate(uri: str, n_clips: int, n_masklets: int, n_concepts: int, seed: int
         "indexed_at": pa.array(np.full(n_videos, 0, "datetime64[us]")).cast(
             TABLES["videos"].field("indexed_at").type
         ),
+        "vocabulary_keys": pa.nulls(n_videos, pa.list_(pa.string())),
+        "pending_concepts": pa.nulls(n_videos, pa.list_(pa.string())),
     }
     videos_table = pa.table(videos, schema=TABLES["videos"])
     # One video carries the vocabulary, so `vocabulary()` and the concepts table know it.

@@ -37,6 +37,7 @@ def index(
     device: str = "auto",
     storage_options: dict[str, str] | None = None,
     prune: bool = False,
+    prune_concepts: bool = False,
     prompts: Sequence[Prompt] = (),
     max_objects: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -87,6 +88,7 @@ def index(
         device=device,
         storage_options={} if storage_options is None else storage_options,
         prune=prune,
+        prune_concepts=prune_concepts,
         prompts=tuple(prompts),
         max_objects=max_objects,
     )

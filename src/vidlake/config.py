@@ -29,6 +29,7 @@ PYTHON_NAMES: dict[str, str] = {
     "batch_objects": "batch_objects",
     "batch_concepts": "batch_concepts",
     "prune": "prune",
+    "prune_concepts": "prune_concepts",
 }
 CLI_NAMES: dict[str, str] = {k: "--" + v.replace("_", "-") for k, v in PYTHON_NAMES.items()}
 _OPTION_NAMES: ContextVar[dict[str, str]] = ContextVar("vidlake_option_names", default=PYTHON_NAMES)
@@ -102,6 +103,9 @@ class IndexConfig:
     device: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     prune: bool = False
+    # Delete from indexed videos the concepts this job does not name; without it, a job with
+    # fewer concepts than a video was indexed with changes nothing on it.
+    prune_concepts: bool = False
     # Named prompts beyond text: exemplar boxes on a reference frame (vidlake.model.prompts).
     prompts: tuple[Prompt, ...] = ()
     # At most this many objects per clip, the highest scores kept; None: the model's own limit.

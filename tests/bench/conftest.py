@@ -35,3 +35,8 @@ def bench_memory():
 @pytest.fixture(scope="session")
 def bench_resume():
     return _load("resume")
+
+
+@pytest.fixture(scope="session")
+def bench_grow_vocabulary():
+    return _load("grow_vocabulary")

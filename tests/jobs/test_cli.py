@@ -329,9 +329,104 @@ def test_an_empty_folder_fails_alone_and_hidden_files_are_skipped(tmp_path, synt
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "indexed 1 video, failed 1" in proc.stdout, proc.stdout
-    why = f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {empty}"
+    why = f"no video files under {empty}"
     assert f"failed {empty}: {why}" in proc.stderr, proc.stderr
 
     info = json.loads(vidlake("info", "--index", idx, "--json").stdout)
     assert info["failed"] == [[str(empty), why]]
     assert info["counts"]["videos"] == 2  # the video and the empty folder, no hidden file
+
+
+ARCHIVE_OPTIONS = ["--clip-seconds", "1", "--fps", "4", "--overlap", "0", "--max-side", "0"]
+
+
+@pytest.fixture(scope="module")
+def archive_run(archive, tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
+    """(process, index): `vidlake index` over the archive folder (tests/conftest.py)."""
+    index = str(tmp_path_factory.mktemp("archive_run") / "idx")
+    proc = vidlake(
+        "index", str(archive), "--index", index, "--concepts", "red square",
+        "--model", "synthetic:color", *ARCHIVE_OPTIONS,
+    )  # fmt: skip
+    return proc, index
+
+
+def test_an_archive_folder_indexes_every_container_and_counts_what_is_not_a_video(
+    archive_run, archive
+):
+    from conftest import ARCHIVE_BAD, ARCHIVE_VIDEOS
+
+    proc, index = archive_run
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"indexed {len(ARCHIVE_VIDEOS)} videos, failed {len(ARCHIVE_BAD)},")
+    assert "; 4 files skipped as not videos: 1 .bin, 1 .jpg, 1 .m4a, 1 .txt;" in summary
+    for name, words in ARCHIVE_BAD.items():  # each a failed video in one line
+        (line,) = [ln for ln in proc.stderr.splitlines() if str(archive / name) in ln]
+        assert line.startswith("failed ") and words in line, line
+
+    run = json.loads(vidlake("runs", "--index", index, "--json").stdout)[-1]  # the first
+    assert run["not_videos"] == {".bin": 1, ".jpg": 1, ".m4a": 1, ".txt": 1}
+    assert run["segmented_concepts"] == []
+    info = vidlake("info", "--index", index)
+    assert "last index job: 4 files skipped as not videos: 1 .bin, 1 .jpg" in info.stdout
+    hits = json.loads(vidlake("query", "--index", index, "red square", "--json").stdout)
+    assert {Path(h["video_uri"]).name for h in hits} == {name for name, *_ in ARCHIVE_VIDEOS}
+
+    # A rerun retries none of the bad inputs: they have not changed.
+    again = vidlake(
+        "index", str(archive), "--index", index, "--concepts", "red square",
+        "--model", "synthetic:color", *ARCHIVE_OPTIONS,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(
+        f"indexed 0 videos, failed 0, skipped {len(ARCHIVE_VIDEOS)} already indexed; "
+        f"{len(ARCHIVE_BAD)} unchanged since they failed, not retried"
+    ), again.stdout
+
+
+def test_a_phrase_far_from_every_concept_gets_the_command_that_indexes_it(archive_run, archive):
+    import shlex
+
+    from conftest import ARCHIVE_VIDEOS
+
+    from vidlake.query.engine import ConceptIndex
+    from vidlake.query.text import CANDIDATE_MIN_SIMILARITY
+
+    _, index = archive_run
+    # Both sides of the floor, against the one indexed concept.
+    engine = ConceptIndex.open(index)
+    (near,) = engine.candidates("crimson square", n=1)
+    (far,) = engine.candidates("wedding cake", n=1)
+    assert far.similarity < CANDIDATE_MIN_SIMILARITY <= near.similarity
+
+    candidates = vidlake("query", "--index", index, "crimson square", "--json")
+    assert json.loads(candidates.stdout) and "nearest indexed concepts: red square" in (
+        candidates.stderr
+    )
+    proc = vidlake("query", "--index", index, "wedding cake", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+    assert (
+        "'wedding cake' is not indexed and no indexed concept is near it (nearest: red square"
+        in proc.stderr
+    )
+    command = proc.stderr.strip().split("index it with: ", 1)[1]
+    words = shlex.split(command)
+    assert words[:3] == ["vidlake", "index", str(archive)]
+    assert words[words.index("--concepts") + 1] == "red square,wedding cake"
+    table = vidlake("query", "--index", index, "wedding cake")
+    assert "no candidate clips; index it with: vidlake index" in table.stdout
+    assert "candidate clip for" not in table.stdout and "│" not in table.stdout  # no table
+
+    # The command adds the phrase, segmenting it alone on the indexed videos.
+    added = vidlake(*words[1:])
+    assert added.returncode == 0, added.stdout + added.stderr
+    n = len(ARCHIVE_VIDEOS)
+    assert f"added wedding cake to {n} indexed videos (only those concepts segmented)" in (
+        added.stdout
+    )
+    runs = json.loads(vidlake("runs", "--index", index, "--json").stdout)
+    assert runs[0]["segmented_concepts"] == ["wedding cake"]
+    after = vidlake("query", "--index", index, "wedding cake", "--json")
+    assert json.loads(after.stdout) == [] and "not indexed" not in after.stderr

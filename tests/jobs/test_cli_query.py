@@ -188,7 +188,9 @@ def test_user_text_is_printed_literally(cli_index, tmp_path):
     proc = vidlake("query", "--index", cli_index, "foo[/]")
     assert proc.returncode == 0, proc.stderr
     assert "'foo[/]' is not indexed" in proc.stdout
-    assert "candidate clips for 'foo[/]'" in proc.stdout
+    # Far from every concept: no candidate clips, the command that indexes it (quoted).
+    assert "no candidate clips; index it with: vidlake index" in proc.stdout
+    assert ",foo[/]'" in proc.stdout
     proc = vidlake("query", "--index", cli_index, ":x: :smile:")
     assert proc.returncode == 0, proc.stderr
     assert "':x: :smile:' is not indexed" in proc.stdout

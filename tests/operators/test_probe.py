@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import fsspec
@@ -187,14 +188,73 @@ def test_a_source_without_videos_is_a_usage_error(tmp_path: Path) -> None:
         list_videos(str(tmp_path / "*.mp4"))
 
 
-def test_an_empty_folder_names_the_extensions_readably(tmp_path: Path) -> None:
+def test_a_folder_without_videos_says_what_it_skipped(tmp_path: Path) -> None:
     from vidlake.errors import EmptySourceError
 
     with pytest.raises(EmptySourceError) as caught:
         list_videos(str(tmp_path))
+    assert str(caught.value) == f"no video files under {tmp_path}"
+    (tmp_path / "a.txt").write_text("notes")
+    (tmp_path / "b.JPG").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "c.txt").write_text("more notes")
+    with pytest.raises(EmptySourceError) as caught:
+        list_videos(str(tmp_path))
     assert str(caught.value) == (
-        f"no video files (.avi, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm) under {tmp_path}"
+        f"no video files under {tmp_path} (3 files skipped as not videos: 2 .txt, 1 .jpg)"
     )
+
+
+def test_a_folder_lists_every_video_container_and_counts_what_it_skips(archive: Path) -> None:
+    from conftest import ARCHIVE_BAD, ARCHIVE_NOT_VIDEOS, ARCHIVE_VIDEOS
+
+    skipped: Counter[str] = Counter()
+    listed = {Path(s.uri).name for s in list_videos(str(archive), not_videos=skipped)}
+    # Every container by its extension, "camera_dump" (no extension) by its content, and the
+    # bad inputs named like videos, which fail at probe; nothing else.
+    assert listed == {name for name, *_ in ARCHIVE_VIDEOS} | set(ARCHIVE_BAD)
+    assert skipped == ARCHIVE_NOT_VIDEOS
+
+
+def test_every_archive_container_probes(archive: Path) -> None:
+    from conftest import ARCHIVE_VIDEOS
+
+    codecs = {}
+    for name, _, _, fps in ARCHIVE_VIDEOS:
+        info = probe_video(str(archive / name))
+        assert (info.fps, info.n_frames, info.width, info.height) == (fps, 8, 128, 96), name
+        codecs[name] = info.codec
+    assert codecs["prores.mov"] == "prores" and codecs["wmv2.wmv"] == "wmv2"
+    assert codecs["hevc.mts"] == "hevc" and "av1" in codecs["av1.mp4"] + "dav1d"
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("empty.ts", "empty file (0 bytes)"),
+        ("fake.mxf", "not a readable video"),
+        ("audio_only.mp4", "no video stream in"),
+        ("voice.m4a", "no video stream in"),
+        ("photo.jpg", "an image (jpeg_pipe), not a video"),
+        ("unknown.bin", "not a readable video"),
+    ],
+)
+def test_files_that_are_not_videos_fail_in_one_line_when_named(
+    archive: Path, name: str, words: str
+) -> None:
+    path = str(archive / name)
+    assert [s.uri for s in list_videos(path)] == [path]  # named: listed, judged by probing
+    with pytest.raises(VideoError) as caught:
+        probe_video(path)
+    message = str(caught.value)
+    assert "\n" not in message and path in message and words in message, message
+
+
+def test_holds_video_judges_by_content(archive: Path) -> None:
+    from vidlake.operators.probe import holds_video
+
+    assert holds_video(str(archive / "camera_dump"))
+    for name in ("photo.jpg", "voice.m4a", "unknown.bin", "empty.ts", "notes.txt"):
+        assert not holds_video(str(archive / name)), name
 
 
 def test_hidden_files_and_folders_are_skipped_unless_named(video_tree: Path) -> None:

@@ -341,3 +341,32 @@ def test_a_source_that_lists_videos_now_loses_its_failed_row(
     again = run_index(config)
     assert (again.n_failed, again.n_indexed, again.n_skipped) == (0, 2, 1)
     assert failed() == set()
+
+
+def test_bad_inputs_are_not_retried_until_they_change(
+    ray_local, synthetic_corpus, synthetic_config, bad_inputs, tmp_path
+):
+    """A file that is not a video fails once; reruns leave it (still listed among the
+    failures) until its fingerprint changes, when it is tried again."""
+    import shutil
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_corpus[0].uri, folder / "good.mp4")
+    empty, text = folder / "empty.ts", folder / "text.mxf"
+    shutil.copy(bad_inputs["empty"], empty)
+    shutil.copy(bad_inputs["text"], text)
+    config = dataclasses.replace(
+        synthetic_config(synthetic_corpus, str(tmp_path / "idx"), CONCEPTS), sources=(str(folder),)
+    )
+    first = run_index(config)
+    assert (first.n_indexed, first.n_failed) == (1, 2)
+    assert {uri for uri, _ in first.failures} == {str(empty), str(text)}
+    again = run_index(config)
+    assert (again.n_indexed, again.n_failed, again.n_failed_unchanged) == (0, 0, 2)
+    failed = vidlake.open(config.index_uri).info().failed
+    assert {uri for uri, _ in failed} == {str(empty), str(text)}
+    shutil.copy(synthetic_corpus[1].uri, text)  # now a video (named .mxf, an MP4 inside)
+    changed = run_index(config)
+    assert (changed.n_indexed, changed.n_failed, changed.n_failed_unchanged) == (1, 0, 1)
+    assert [uri for uri, _ in vidlake.open(config.index_uri).info().failed] == [str(empty)]

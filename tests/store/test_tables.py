@@ -78,3 +78,23 @@ def test_an_index_uri_with_one_slash_is_refused_not_made_a_local_folder(tmp_path
     assert not list(tmp_path.iterdir())
     # The way out the message names: a local folder whose name has a colon.
     assert IndexStore.create("./s3:/bucket/idx").uri == str(tmp_path / "s3:" / "bucket" / "idx")
+
+
+def test_an_index_from_before_the_added_columns_gains_them_empty(tmp_path):
+    from vidlake.pipeline.plan import vocabulary_keys
+
+    added = {"vocabulary_keys", "pending_concepts", "not_videos", "segmented_concepts"}
+    uri = str(tmp_path / "idx")
+    row = indexed_row("old")
+    for name, full in schema.TABLES.items():
+        older = pa.schema([f for f in full if f.name not in added], metadata=full.metadata)
+        rows = [{k: v for k, v in row.items() if k in older.names}] if name == "videos" else []
+        lance.write_dataset(pa.Table.from_pylist(rows, schema=older), table_uri(uri, name))
+    store = IndexStore.create(uri)
+    assert store.dataset("videos").schema == schema.TABLES["videos"]
+    assert store.dataset("runs").schema == schema.TABLES["runs"]
+    (old,) = store.videos().to_pylist()
+    assert old["vocabulary_keys"] is None and old["pending_concepts"] is None
+    assert vocabulary_keys(old) == ["dog"]  # text concepts: the names are the keys
+    store.upsert_videos([indexed_row("new")])
+    assert store.counts()["videos"] == 2

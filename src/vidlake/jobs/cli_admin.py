@@ -117,8 +117,9 @@ def runs(
         for row in rows:
             for key in ("started_at", "finished_at"):
                 row[key] = row[key].isoformat() if row[key] else None
-            for key in ("arguments", "versions"):
-                row[key] = json.loads(row[key]) if row[key] else {}
+            for key in ("arguments", "versions", "not_videos"):
+                row[key] = json.loads(row[key]) if row.get(key) else {}
+            row["segmented_concepts"] = list(row.get("segmented_concepts") or [])
         print(json.dumps(rows, indent=2))
         return
     if not rows:
@@ -155,3 +156,19 @@ def runs(
                 f"run {r['run_id']}: its checkpoint turned off SAM 3's {' and '.join(off)}",
                 markup=False,
             )
+    by_model = _indexed_videos_by_model(store)
+    if len(by_model) > 1:
+        on = ", ".join(f"{m}: {counted(n, 'video')}" for m, n in by_model.items())
+        out.print(
+            f"indexed videos per model: {on} (a change of --model is partial: rerun the "
+            "index job with the new model to finish it)",
+            markup=False,
+        )
+
+
+def _indexed_videos_by_model(store) -> dict[str, int]:
+    """model -> indexed videos on it, most first."""
+    from collections import Counter
+
+    videos = store.dataset("videos").to_table(columns=["model_id"], filter="status = 'indexed'")
+    return dict(Counter(videos.column("model_id").to_pylist()).most_common())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -161,6 +162,14 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete indexed videos these sources no longer list.")
     ] = False,
+    prune_concepts: Annotated[
+        bool,
+        typer.Option(
+            "--prune-concepts",
+            help="Delete from indexed videos the concepts (and exemplar prompts) not in this "
+            "run's vocabulary; without it a smaller vocabulary deletes nothing.",
+        ),
+    ] = False,
     storage_option: StorageOpt = None,
     exemplar: Annotated[
         list[str] | None,
@@ -209,7 +218,8 @@ def index(
             overlap=overlap, max_side=max_side, address=address, actors=actors,
             actors_per_gpu=actors_per_gpu, batch_objects=_batched(batch_objects, exact),
             batch_concepts=_batched(batch_concepts, exact), device=device,
-            storage_options=parse_storage_options(storage_option), prune=prune, prompts=named,
+            storage_options=parse_storage_options(storage_option), prune=prune,
+            prune_concepts=prune_concepts, prompts=named,
             max_objects=max_objects, progress=_progress_reporter(progress),
         )  # fmt: skip
     for uri, error in summary.failures:
@@ -218,6 +228,7 @@ def index(
         f"indexed {counted(summary.n_indexed, 'video')}, failed {summary.n_failed}, "
         f"skipped {summary.n_skipped} already indexed"
         + (f", pruned {summary.n_pruned}" if summary.n_pruned else "")
+        + "".join(f"; {part}" for part in summary_notes(summary))
         + f"; {counted(summary.n_clips, 'clip')}, {counted(summary.n_masklets, 'masklet')}, "
         f"{counted(summary.n_frames, 'frame')} in {summary.wall_s:.1f} s "
         f"({summary.frames_per_s:.1f} frames/s"
@@ -226,6 +237,68 @@ def index(
         highlight=False,
     )
     raise typer.Exit(1 if summary.n_failed else 0)
+
+
+def summary_notes(summary) -> list[str]:
+    """The summary line's parts about the vocabulary and what was not a video, if any."""
+    from vidlake.operators.probe import not_videos_note
+
+    notes = []
+    if summary.segmented_concepts:
+        concepts = ", ".join(summary.segmented_concepts)
+        notes.append(
+            f"added {concepts} to {counted(summary.n_grown, 'indexed video')} "
+            "(only those concepts segmented)"
+        )
+    if summary.n_concepts_pruned:
+        notes.append(f"pruned concepts from {counted(summary.n_concepts_pruned, 'video')}")
+    if summary.n_failed_unchanged:
+        notes.append(
+            f"{summary.n_failed_unchanged} unchanged since they failed, not retried "
+            "(`vidlake info` has their errors)"
+        )
+    if summary.not_videos:
+        notes.append(not_videos_note(summary.not_videos))
+    return notes
+
+
+# The `index` options a command that adds a concept must repeat when the last run set them:
+# other clip settings or another model would redo every video instead of adding one concept.
+_REPEATED_OPTIONS = (
+    ("model", "--model", DEFAULT_MODEL),
+    ("clip_seconds", "--clip-seconds", 10.0),
+    ("fps", "--fps", 6.0),
+    ("overlap_s", "--overlap", 1.0),
+    ("max_side", "--max-side", 1008),
+    ("max_objects", "--max-objects", None),
+)
+
+
+def add_concept_command(store, concept: str) -> str:
+    """The `vidlake index` command that adds CONCEPT to the index STORE: the last run's
+    sources, concepts and settings, with CONCEPT added to its concepts (a run that grows the
+    vocabulary segments only the new concept on the videos indexed already)."""
+    import shlex
+
+    from vidlake.store.maintenance import list_runs
+
+    runs = [r for r in list_runs(store).to_pylist() if r["arguments"]]
+    if not runs:
+        return f"vidlake index SOURCES --index {shlex.quote(store.uri)} --concepts {concept!r}"
+    arguments = json.loads(runs[0]["arguments"])
+    concepts = [c for c in arguments.get("concepts") or [] if c != concept]
+    sources = arguments.get("sources") or ["SOURCES"]
+    words = ["vidlake", "index", *sources, "--index", store.uri]
+    words += ["--concepts", ",".join([*concepts, concept])]
+    for key, option, default in _REPEATED_OPTIONS:
+        value = arguments.get(key, default)
+        if value != default:
+            if key == "max_side" and value is None:
+                value = 0  # the native size
+            words += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    if arguments.get("prompts"):
+        words += ["--prompts", "PROMPTS.json"]  # its exemplar prompts, as the last run had them
+    return shlex.join(words)
 
 
 @model_app.command("tiny")

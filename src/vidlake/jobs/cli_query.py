@@ -77,6 +77,28 @@ def _not_indexed(engine, concept: str, candidates) -> str:
     return f"{concept!r} is not indexed; nearest indexed concepts: {near}"
 
 
+def _far_from_every_concept(engine, concept: str) -> str:
+    """What a phrase with no indexed concept near it gets: the nearest (under the floor) and
+    the `vidlake index` command that adds it to the index."""
+    from vidlake.jobs.cli_index import add_concept_command
+    from vidlake.query.text import CANDIDATE_MIN_SIMILARITY
+
+    nearest = engine.candidates(concept, n=1)
+    if not nearest and not engine.concepts_table().num_rows and not engine.vocabulary():
+        return _not_indexed(engine, concept, [])
+    near = (
+        f" (nearest: {nearest[0].concept}, similarity {nearest[0].similarity:.2f}, under "
+        f"{CANDIDATE_MIN_SIMILARITY:.2f}): no candidate clips"
+        if nearest
+        else ": no candidate clips"
+    )
+    command = add_concept_command(engine.store, concept)
+    return (
+        f"{concept!r} is not indexed and no indexed concept is near it{near}; "
+        f"index it with: {command}"
+    )
+
+
 def _print_rows(
     hits, match: str, title: str, as_json: bool, as_csv: bool, limit: int | None = None
 ) -> None:
@@ -196,7 +218,16 @@ def query(
     note = err if (as_json or as_csv) else out
     result = None
     if not engine.is_indexed(concept):
-        candidates = engine.candidates(concept)
+        from vidlake.query.text import CANDIDATE_MIN_SIMILARITY
+
+        # Candidate clips answer only for concepts near the phrase; --verify checks the
+        # phrase itself on the nearest concepts' clips, however near.
+        floor = -1.0 if verify else CANDIDATE_MIN_SIMILARITY
+        candidates = engine.candidates(concept, min_similarity=floor)
+        if not candidates and not verify:
+            note.print(_far_from_every_concept(engine, concept), markup=False, soft_wrap=True)
+            _print_rows(engine.candidate_clips([]), "candidate", "", as_json, as_csv)
+            return
         note.print(_not_indexed(engine, concept, candidates), markup=False, soft_wrap=True)
         if not verify:
             clips = engine.candidate_clips(candidates, query=one_more)
@@ -255,6 +286,16 @@ def query(
             markup=False,
             soft_wrap=True,
         )
+    models = engine.hit_models(hits.slice(0, limit))
+    if len(models) > 1:
+        # A change of --model is partial: the hits' scores are not on one scale.
+        mixed = ", ".join(f"{m} ({counted(n, 'clip')})" for m, n in models.items())
+        note.print(
+            f"these hits mix {len(models)} models: {mixed}; rerun the index job with the new "
+            "--model to finish the migration",
+            markup=False,
+            soft_wrap=True,
+        )
     if not hits.num_rows and not (as_json or as_csv):
         out.print(f"no clips with {concept!r}", markup=False)
     shown = min(hits.num_rows, limit)
@@ -286,7 +327,16 @@ def info(
     for name, n in details.counts.items():
         table.add_row(plain(name), str(n), str(details.versions[name]))
     out.print(table)
-    out.print(f"models: {', '.join(details.models) or '-'}", markup=False)
+    on_models = ", ".join(
+        f"{m} ({counted(n, 'video')})" for m, n in details.videos_by_model.items()
+    )
+    partial = "; a change of --model is partial" if len(details.videos_by_model) > 1 else ""
+    out.print(f"models: {on_models or ', '.join(details.models) or '-'}{partial}", markup=False)
+    if details.not_videos:
+        from vidlake.operators.probe import not_videos_note
+
+        note = not_videos_note(details.not_videos)
+        out.print(f"last index job: {note} (by extension)", markup=False)
     from vidlake.model.checkpoint import quality_steps_off
     from vidlake.store.maintenance import model_settings
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from pathlib import PurePosixPath
 
 import av
@@ -22,10 +23,45 @@ from vidlake.store.object_store import check_uri
 
 logger = logging.getLogger(__name__)
 
+# Containers that archives hold video in: a folder listing takes these without opening them.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
+    {
+        *(".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".divx", ".mpg", ".mpeg"),
+        *(".m1v", ".m2v", ".mpv", ".vob", ".ts", ".m2ts", ".mts", ".m2t", ".trp", ".tp"),
+        *(".mxf", ".gxf", ".wmv", ".asf", ".flv", ".f4v", ".3gp", ".3g2", ".ogv", ".ogg"),
+        *(".ogm", ".dv", ".dif", ".mod", ".tod", ".mjpeg", ".mjpg", ".h264", ".264", ".h265"),
+        *(".265", ".hevc", ".ivf", ".y4m", ".nut", ".rm", ".rmvb", ".r3d", ".braw", ".dnxhd"),
+    }
+)
+# Files that are plainly something else (images, audio, subtitles, text, sidecars, archives,
+# checksums): a folder listing counts them as skipped without opening them. A file whose
+# extension is in neither set (or that has none) is opened: listed if it holds a video stream.
+NOT_VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        # images
+        *(".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic"),
+        *(".heif", ".avif", ".jxl", ".svg", ".ico", ".psd", ".exr", ".dpx", ".tga", ".raw"),
+        *(".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".thm"),
+        # audio
+        *(".mp3", ".m4a", ".m4b", ".aac", ".wav", ".flac", ".opus", ".oga", ".wma", ".aif"),
+        *(".aiff", ".ac3", ".eac3", ".dts", ".amr", ".ape", ".wv", ".mka", ".mid", ".midi"),
+        # subtitles and captions
+        *(".srt", ".vtt", ".ass", ".ssa", ".sub", ".idx", ".sup", ".scc", ".stl", ".ttml"),
+        ".dfxp",
+        # text, documents, sidecars and metadata
+        *(".txt", ".md", ".rst", ".csv", ".tsv", ".log", ".nfo", ".html", ".htm", ".pdf"),
+        *(".doc", ".docx", ".rtf", ".odt", ".xls", ".xlsx", ".json", ".jsonl", ".xml"),
+        *(".xmp", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".edl", ".cue", ".m3u", ".m3u8"),
+        *(".pls", ".bup", ".ifo", ".lrf", ".lrv", ".srf", ".aae", ".db", ".sqlite"),
+        *(".md5", ".sha1", ".sha256", ".sfv", ".par2", ".torrent", ".lnk", ".url"),
+        # archives
+        *(".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".iso"),
+    }
 )
 MANIFEST_EXTENSIONS: frozenset[str] = frozenset({".txt"})
+NO_EXTENSION = "(no extension)"  # how skips of files without an extension are counted
+# FFmpeg demuxers that read still images (a JPEG opens as a one-frame "video" stream).
+_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
 
 
 def probe_video(uri: str, storage_options: dict | None = None) -> VideoInfo:
@@ -58,7 +94,11 @@ def probe_video(uri: str, storage_options: dict | None = None) -> VideoInfo:
 
 def _probe_container(uri: str, container: av.container.InputContainer) -> VideoInfo:
     if not container.streams.video:
-        raise VideoError(f"no video stream in {uri}")
+        kinds = sorted({s.type for s in container.streams})
+        held = f" (only {', '.join(kinds)})" if kinds else ""
+        raise VideoError(f"no video stream in {uri}{held}")
+    if _is_image_format(container.format.name):
+        raise VideoError(f"an image ({container.format.name}), not a video: {uri}")
     stream = container.streams.video[0]
     ctx = stream.codec_context
     rate = stream.average_rate or stream.base_rate or stream.guessed_rate
@@ -94,6 +134,28 @@ def _probe_container(uri: str, container: av.container.InputContainer) -> VideoI
     )
 
 
+def _is_image_format(name: str) -> bool:
+    return name in _IMAGE_FORMATS or name.endswith("_pipe")
+
+
+def holds_video(uri: str, storage_options: dict | None = None) -> bool:
+    """Whether the file at URI is a container FFmpeg opens with a video stream that is not a
+    still image: how a folder listing judges a file whose extension says nothing. Reads the
+    file's head (FFmpeg's probe), not the whole file; anything unreadable is not a video."""
+    return _holds_video(*_filesystem(uri, storage_options))
+
+
+def _holds_video(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    try:
+        if not fs.size(path):
+            return False
+        with fs.open(path, "rb") as f, av.open(f, mode="r") as container:
+            return bool(container.streams.video) and not _is_image_format(container.format.name)
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        logger.debug("%s does not open as a video: %s", path, exc)
+        return False
+
+
 def _unreadable_message(uri: str, head: bytes, error: Exception) -> str:
     """One line saying why FFmpeg could not read a file, from its error and first bytes."""
     reason = str(getattr(error, "strerror", None) or error).splitlines()[0]
@@ -106,14 +168,18 @@ def list_videos(
     source: str,
     storage_options: dict | None = None,
     missing: list[tuple[VideoSource, str]] | None = None,
+    not_videos: Counter[str] | None = None,
 ) -> list[VideoSource]:
     """The videos named by a source, sorted by uri, each with its size and version (etag/mtime).
 
     source is one of:
     - a file: listed whatever its extension (it was named explicitly; probing judges it);
     - a folder: every file below it (recursively) with a video extension (VIDEO_EXTENSIONS,
-      case-insensitive); other files are ignored, corrupt videos are listed and fail at probe;
-      hidden files and folders (names starting with ".") below it are skipped;
+      case-insensitive), and every other file that holds a video stream (`holds_video`) unless
+      its extension says it is plainly something else (NOT_VIDEO_EXTENSIONS: images, audio,
+      subtitles, text, sidecars, archives); corrupt videos are listed and fail at probe;
+      hidden files and folders (names starting with ".") below it are skipped. The files
+      skipped as not videos are counted by extension into NOT_VIDEOS ({".jpg": 2}) if given;
     - a glob ("s3://bucket/videos/**/*.mp4"): every matching file, whatever its extension;
       hidden ones only if the pattern has a part starting with "." (as a shell's glob);
     - a manifest (.txt): one uri per line, blank lines and lines starting with # ignored;
@@ -139,12 +205,26 @@ def list_videos(
     if not fs.exists(path):
         raise VideoError(f"video source not found: {source}")
     if fs.isdir(path):
-        videos = [p for p in fs.find(path) if _has_video_extension(p)]
-        found = [p for p in videos if not _is_hidden(p, path)]
-        if not found:  # then every video, if any, was hidden
-            extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
+        files = fs.find(path)
+        hidden = [p for p in files if _is_hidden(p, path)]
+        skipped: Counter[str] = Counter()
+        found = []
+        for p in files:
+            if _is_hidden(p, path):
+                continue
+            extension = PurePosixPath(p).suffix.lower()
+            if extension in VIDEO_EXTENSIONS:
+                found.append(p)
+            elif extension not in NOT_VIDEO_EXTENSIONS and _holds_video(fs, p):
+                found.append(p)
+            else:
+                skipped[extension or NO_EXTENSION] += 1
+        if not_videos is not None:
+            not_videos.update(skipped)
+        if not found:
+            notes = [n for n in (not_videos_note(skipped), _hidden_note(hidden)[2:-1]) if n]
             raise EmptySourceError(
-                f"no video files ({extensions}) under {source}{_hidden_note(videos)}"
+                f"no video files under {source}" + (f" ({'; '.join(notes)})" if notes else "")
             )
         return sorted((_source(fs, p) for p in found), key=lambda s: s.uri)
     if PurePosixPath(path).suffix.lower() in MANIFEST_EXTENSIONS:
@@ -164,6 +244,17 @@ def _glob_base(pattern: str) -> str:
     parts = PurePosixPath(pattern).parts
     fixed = next(i for i, part in enumerate(parts) if has_magic(part))
     return str(PurePosixPath(*parts[:fixed])) if fixed else ""
+
+
+def not_videos_note(skipped: Counter[str] | dict[str, int]) -> str:
+    """ "2 files skipped as not videos: 1 .jpg, 1 .txt", or "" when none was (most first)."""
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    counts = ", ".join(
+        f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda i: (-i[1], i[0]))
+    )
+    return f"{counted(total, 'file')} skipped as not videos: {counts}"
 
 
 def _hidden_note(skipped: list[str]) -> str:
@@ -232,7 +323,3 @@ def _source(fs: fsspec.AbstractFileSystem, path: str) -> VideoSource:
             break
     uri = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
     return VideoSource(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
-
-
-def _has_video_extension(path: str) -> bool:
-    return PurePosixPath(path).suffix.lower() in VIDEO_EXTENSIONS

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,6 +28,17 @@ from vidlake.errors import EmptySourceError, UsageError, VidlakeError, one_line
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
 from vidlake.pipeline.commits import VideoCommitter
+from vidlake.pipeline.plan import (  # noqa: F401  (CLIP_SETTINGS, clip_settings: re-exported)
+    CLIP_SETTINGS,
+    TodoPlan,
+    clip_settings,
+    grown_row,
+    mark_pending,
+    prune_concepts,
+    recover_pending,
+    select_todo,
+    without_concepts,
+)
 from vidlake.records import VideoInfo, VideoSource, stable_id
 from vidlake.store import schema
 from vidlake.store.object_store import fsspec_options, lance_options, preflight
@@ -71,6 +82,11 @@ class RunSummary:
     # with the run's arguments; quality_off: the quality steps they turn off, in words.
     model_settings: dict = field(default_factory=dict)
     quality_off: list[str] = field(default_factory=list)
+    not_videos: dict[str, int] = field(default_factory=dict)  # files skipped, by extension
+    n_failed_unchanged: int = 0  # videos that failed to probe before, unchanged: not retried
+    n_grown: int = 0  # indexed videos that gained concepts
+    segmented_concepts: list[str] = field(default_factory=list)  # ... those concepts
+    n_concepts_pruned: int = 0  # videos that lost concepts (--prune-concepts)
 
     @property
     def frames_per_s(self) -> float:
@@ -96,8 +112,11 @@ class RunSummary:
         self.model_last_end = max(self.model_last_end, start + seconds)
 
 
-def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
-    """The videos under every source, and those that could not be listed (with why).
+def list_sources(
+    config: IndexConfig, not_videos: Counter[str] | None = None
+) -> tuple[list[VideoSource], list[tuple[VideoSource, str]]]:
+    """The videos under every source, and those that could not be listed (with why); the
+    files folders hold that are not videos are counted into NOT_VIDEOS by extension.
 
     A source that does not exist or names no video (an empty folder, a glob matching nothing),
     or a manifest's line naming no file, is a failed video and the job goes on; but a job
@@ -117,6 +136,7 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
                 source,
                 storage_options=fsspec_options(source, config.storage_options) or None,
                 missing=missing,
+                not_videos=not_videos,
             )
         except EmptySourceError as exc:  # nothing to index there: as a missing source
             unlisted.append((source, str(exc)))
@@ -143,62 +163,6 @@ def list_sources(config: IndexConfig) -> tuple[list[VideoSource], list[tuple[Vid
 def unlisted_source(source: str) -> VideoSource:
     """The placeholder a source that cannot be listed is recorded as (a failed video)."""
     return VideoSource(uri=source, size=0, version="missing")
-
-
-# The options that decide what a video's clips and masklets are, besides model and vocabulary.
-CLIP_SETTINGS = ("clip_seconds", "fps", "overlap_s", "max_side", "max_objects")
-
-
-def clip_settings(config: IndexConfig | dict) -> tuple:
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return tuple(get(key) for key in CLIP_SETTINGS)
-
-
-def _run_settings(store: IndexStore, run_ids: set[str]) -> dict[str, tuple]:
-    """run_id -> the clip settings its job ran with, from the `runs` table."""
-    import json
-
-    if not run_ids:
-        return {}
-    runs = store.dataset("runs").to_table(columns=["run_id", "arguments"]).to_pylist()
-    return {
-        r["run_id"]: clip_settings(json.loads(r["arguments"]))
-        for r in runs
-        if r["run_id"] in run_ids
-    }
-
-
-def select_todo(
-    store: IndexStore, sources: list[VideoSource], config: IndexConfig
-) -> tuple[list[VideoSource], list[VideoSource], list[str]]:
-    """Splits sources into (to index, already indexed) and lists the ids whose old rows must go."""
-    vocab_hash = schema.vocabulary_hash(config.vocabulary_key())
-    existing = {
-        r["video_id"]: r
-        for r in store.videos(
-            columns=["video_id", "fingerprint", "status", "model_id", "vocabulary_hash", "run_id"]
-        ).to_pylist()
-    }
-    settings = _run_settings(store, {r["run_id"] for r in existing.values()})
-    wanted = clip_settings(config)
-    todo, skipped, stale = [], [], []
-    for src in sources:
-        old = existing.get(src.video_id)
-        if (
-            old is not None
-            and old["status"] == schema.STATUS_INDEXED
-            and old["fingerprint"] == src.fingerprint
-            and old["model_id"] == config.model
-            and old["vocabulary_hash"] == vocab_hash
-            # A run killed before its runs row left no settings: its videos are kept.
-            and settings.get(old["run_id"], wanted) == wanted
-        ):
-            skipped.append(src)
-            continue
-        if old is not None:
-            stale.append(src.video_id)
-        todo.append(src)
-    return todo, skipped, stale
 
 
 def init_ray(address: str | None) -> None:
@@ -338,22 +302,33 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     check_prompts(config)
     if config.address:
         check_address(config.address)  # before the index is created
-    sources, missing = list_sources(config)
+    not_videos: Counter[str] = Counter()
+    sources, missing = list_sources(config, not_videos)
+    summary.not_videos = dict(sorted(not_videos.items()))
     store = IndexStore.create(config.index_uri, opts)
     now_missing = {s.uri for s, _ in missing}
     store.delete_failed(
         unlisted_source(s) for s in config.sources if s not in now_missing
     )  # sources that failed to list before and list videos now
-    todo, skipped, stale = select_todo(store, sources, config)
-    summary.n_skipped = len(skipped)
+    # Vocabulary changes a killed job left uncommitted on these videos are undone first.
+    recover_pending(store, [s.video_id for s in sources])
+    plan = select_todo(store, sources, config)
+    todo = plan.todo
+    summary.n_skipped = len(plan.skipped)
+    summary.n_failed_unchanged = len(plan.failed_unchanged)
+    summary.segmented_concepts = plan.segmented_concepts
+    summary.n_concepts_pruned = len(plan.pruned)
     # Rows of videos this job is about to (re)do: changed ones, and those a killed job left
     # without their commit marker. Only this job's videos: a concurrent job's in-flight rows
     # look the same and must stay.
-    store.delete_videos(stale)
+    store.delete_videos(plan.stale)
     store.delete_orphans(only=[s.video_id for s in todo])
     if config.prune:
         listed = {s.video_id for s in sources} | {s.video_id for s, _ in missing}
         summary.n_pruned = store.prune_videos(keep=listed)
+    # Concepts added to or pruned from indexed videos: pending (hidden) until committed.
+    mark_pending(store, plan)
+    prune_concepts(store, plan)
 
     def failed_row(src: VideoSource, info: VideoInfo | None, error: str) -> dict:
         summary.n_failed += 1
@@ -372,7 +347,7 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
     store.upsert_videos([failed_row(src, None, err) for src, err in missing])
 
     preloads: list[threading.Thread] = []
-    if todo:
+    if todo or plan.adding:
         from vidlake.query.indexes import needs_embeddings
 
         on_first_clip = None
@@ -387,7 +362,7 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
 
         init_ray(config.address)
         try:
-            _segment_and_commit(config, store, todo, summary, failed_row, progress, on_first_clip)
+            _segment_and_commit(config, store, plan, summary, failed_row, progress, on_first_clip)
         except KeyboardInterrupt:
             # Ctrl-C: the videos finished so far are committed (_segment_and_commit); the run
             # is recorded as interrupted, so `vidlake runs` shows it and what it did.
@@ -428,13 +403,33 @@ def stream_rows(ds: ray.data.Dataset) -> Iterator[dict]:
 
 
 def decode_plan(
-    config: IndexConfig, todo: list[VideoSource], storage_options: dict | None
+    config: IndexConfig,
+    todo: list[VideoSource],
+    storage_options: dict | None,
+    plan: TodoPlan | None = None,
 ) -> ray.data.Dataset:
     """The stream's first stages: probe each video, plan its clips, decode them in tasks of
-    DECODE_CLIPS_PER_TASK clips; rows of decoded clips (or their errors) come out."""
+    DECODE_CLIPS_PER_TASK clips; rows of decoded clips (or their errors) come out.
+
+    TODO's videos get the whole vocabulary; PLAN's videos that gain concepts (plan.adding)
+    come after them, each row naming its concepts (`segment_concepts`, JSON; "" for all) and
+    where its object ids start (`object_offset`)."""
+
     import ray
 
-    videos = [{"uri": s.uri, "video_id": s.video_id} for s in todo]
+    videos = [
+        {"uri": s.uri, "video_id": s.video_id, "segment_concepts": "", "object_offset": 0}
+        for s in todo
+    ]
+    for vid, grow in (plan.adding if plan else {}).items():
+        videos.append(
+            {
+                "uri": grow.source.uri,
+                "video_id": vid,
+                "segment_concepts": json.dumps(grow.added),
+                "object_offset": grow.object_offset,
+            }
+        )
     return (
         ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
         .flat_map(
@@ -465,7 +460,7 @@ def decode_plan(
 
 
 def _segment_and_commit(
-    config, store, todo, summary, failed_row, progress, on_first_clip=None
+    config, store, plan: TodoPlan, summary, failed_row, progress, on_first_clip=None
 ) -> None:
     """Streams videos through probe → decode → segment → write, queueing each video for the
     `VideoCommitter` when all its clips are in; calls ON_FIRST_CLIP when the first clip is back.
@@ -489,7 +484,7 @@ def _segment_and_commit(
     # --actors may count on GPUs an autoscaler has yet to add: start one and grow.
     min_actors = n_actors if gpus and config.num_actors is None else 1
     ds = (
-        decode_plan(config, todo, opts)
+        decode_plan(config, plan.todo, opts, plan)
         .map(
             stages.SegmentStage,
             fn_constructor_kwargs={
@@ -520,15 +515,17 @@ def _segment_and_commit(
     )
     committer = VideoCommitter(store)
     try:
-        _consume(ds, config, summary, committer, failed_row, progress, todo, on_first_clip)
+        _consume(ds, config, summary, committer, failed_row, progress, plan, on_first_clip)
     finally:  # after Ctrl-C too: the videos whose clips are all in keep their work
         committer.commit()
         summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
 
 
-def _consume(ds, config, summary, committer, failed_row, progress, todo, on_first_clip) -> None:
+def _consume(ds, config, summary, committer, failed_row, progress, plan, on_first_clip) -> None:
     """Reads the stream's rows, queueing each video for COMMITTER once all its clips are in."""
-    by_id = {s.video_id: s for s in todo}
+    by_id = {s.video_id: s for s in plan.todo}
+    by_id.update({vid: grow.source for vid, grow in plan.adding.items()})
+    todo = list(by_id.values())
     arrived: dict[str, list[dict]] = defaultdict(list)
     clips_done = videos_done = 0
     clip_total = ClipTotal(len(todo))
@@ -545,7 +542,7 @@ def _consume(ds, config, summary, committer, failed_row, progress, todo, on_firs
         clip_total.see(vid, row["video_n_clips"])
         progress("segment", clips_done, clip_total.total())
         if len(arrived[vid]) == row["video_n_clips"]:
-            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid))
+            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid), plan)
             videos_done += 1
             progress("videos", videos_done, len(todo))
         committer.maybe_commit()
@@ -575,38 +572,56 @@ class ClipTotal:
         return seen + round(unseen * seen / len(self.clips_of))
 
 
-def _queue_video(config, summary, committer, failed_row, src: VideoSource, rows: list[dict]):
-    """Queues a video whose clips are all in: its stitched rows, or its failed row."""
+def _queue_video(
+    config, summary, committer, failed_row, src: VideoSource, rows: list[dict], plan: TodoPlan
+):
+    """Queues a video whose clips are all in: its stitched rows, or its failed row.
+
+    A video that gains concepts (plan.adding) gets the row that commits them; if one of its
+    clips failed, it keeps what it had (its row as before, nothing pending) and the failure
+    is reported, not recorded as a failed video: its indexed concepts are still good."""
     info = stages.load_info(rows[-1]["info"]) if rows[-1]["info"] else None
     errors = sorted({r["error"] for r in rows if r["error"]})
+    vid = src.video_id
+    grow = plan.adding.get(vid)
+    pruned = plan.pruned.get(vid, [])
+    if errors and grow is not None:
+        summary.n_failed += 1
+        summary.failures.append((src.uri, f"adding {', '.join(grow.added)}: {errors[0]}"))
+        committer.add(without_concepts(grow.row, [*pruned, *grow.added]))
+        return
     if errors:
         committer.add(failed_row(src, info, errors[0]))
         return
-    vid = src.video_id
     n_masklets = sum(int(r["n_masklets"]) for r in rows)
+    # Stitched among the new masklets only: tracks never join masklets of two concepts.
     tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
     fragments: dict[str, list[bytes]] = defaultdict(list)
     for r in rows:
         for table, blob in pickle.loads(r["fragments"]).items():
             fragments[table].append(blob)
-    video_row = schema.video_row(
-        src,
-        info,
-        status=schema.STATUS_INDEXED,
-        error="",
-        model_id=config.model,
-        vocabulary=list(config.vocabulary),
-        vocabulary_key=config.vocabulary_key(),
-        run_id=summary.run_id,
-        n_clips=len(rows),
-        n_masklets=n_masklets,
-    )
+    if grow is not None:
+        video_row = grown_row(grow, pruned, summary.run_id, n_masklets)
+        summary.n_grown += 1
+    else:
+        video_row = schema.video_row(
+            src,
+            info,
+            status=schema.STATUS_INDEXED,
+            error="",
+            model_id=config.model,
+            vocabulary=list(config.vocabulary),
+            vocabulary_key=config.vocabulary_key(),
+            run_id=summary.run_id,
+            n_clips=len(rows),
+            n_masklets=n_masklets,
+        )
+        summary.n_indexed += 1
     committer.add(
         video_row,
         fragments,
         {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
     )
-    summary.n_indexed += 1
     summary.n_clips += len(rows)
     summary.n_masklets += n_masklets
     summary.n_frames += sum(int(r["n_frames"]) for r in rows)
@@ -616,6 +631,7 @@ STATUS_INTERRUPTED = "interrupted"
 
 
 def _run_row(config: IndexConfig, summary: RunSummary, started, status: str = "") -> dict:
+
     import lance
     import ray
 
@@ -639,4 +655,6 @@ def _run_row(config: IndexConfig, summary: RunSummary, started, status: str = ""
         "n_frames": summary.n_frames,
         "frames_per_s": summary.frames_per_s,
         "wall_s": summary.wall_s,
+        "not_videos": json.dumps(summary.not_videos, sort_keys=True),
+        "segmented_concepts": list(summary.segmented_concepts),
     }

@@ -6,6 +6,8 @@ model/. Per-clip failures travel as data (an `error` column) so one bad video ne
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import pickle
 import time
@@ -86,7 +88,7 @@ def probe_and_plan(
     """
     from vidlake.operators.clips import plan_clips
 
-    base = {"video_id": row["video_id"], "video_uri": row["uri"]}
+    base = {"video_id": row["video_id"], "video_uri": row["uri"], **_video_fields(row)}
     probed = probe_row(row, storage_options)
     error = probed["error"]
     clips: list[dict[str, Any]] = []
@@ -122,6 +124,17 @@ def probe_and_plan(
         }
 
 
+# What a video's row carries to each of its clips: which concepts to segment (JSON list; ""
+# for the whole vocabulary) and where object ids start (a video gaining concepts, see
+# vidlake.pipeline.plan).
+_VIDEO_FIELDS = ("segment_concepts", "object_offset")
+
+
+def _video_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {"segment_concepts": row.get("segment_concepts") or "",
+            "object_offset": int(row.get("object_offset") or 0)}  # fmt: skip
+
+
 def _failed_spec(video_id: str, uri: str) -> ClipSpec:
     """The placeholder clip a video that cannot be probed flows through the stages as."""
     empty = np.zeros(0)
@@ -140,7 +153,7 @@ def decode_rows(
     from vidlake.operators.decode import ClipDecoder
 
     # What the task carries for the driver (probe_and_plan), passed on with every clip.
-    video = {k: row[k] for k in ("info", "video_n_clips") if k in row}
+    video = {k: row[k] for k in ("info", "video_n_clips", *_VIDEO_FIELDS) if k in row}
     clips = [{**clip, **video} for clip in pickle.loads(row["clips"])]
     if row.get("error"):  # the video could not be probed or planned
         for clip in clips:
@@ -223,6 +236,17 @@ class SegmentStage:
         if max_objects is not None and accepts(self.segmenter, "max_objects"):
             self.segment_kwargs["max_objects"] = max_objects
 
+    def _prompts_for(self, segment_concepts: str) -> tuple[list[str], dict[str, Any]]:
+        """(concepts, segment keyword arguments) for a row's SEGMENT_CONCEPTS (a JSON list of
+        vocabulary names; "" for all): the text concepts and the exemplar prompts it names."""
+        if not segment_concepts:
+            return self.concepts, self.segment_kwargs
+        wanted = set(json.loads(segment_concepts))
+        kwargs = dict(self.segment_kwargs)
+        if "prompts" in kwargs:
+            kwargs["prompts"] = [p for p in self.prompts if p.name in wanted]
+        return [c for c in self.concepts if c in wanted], kwargs
+
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         from vidlake.model.segmenter import cap_masklets, segment_with_presence
         from vidlake.operators.thumbnail import crop_thumbnail, jpeg_thumbnail
@@ -235,6 +259,7 @@ class SegmentStage:
             "model_start": 0.0,
             "model_s": 0.0,
             "fatal": self.load_error,
+            **_video_fields(row),
         }
         if self.load_error:
             return {**base, "tables": b"", "n_frames": 0, "error": self.load_error}
@@ -242,13 +267,12 @@ class SegmentStage:
             return {**base, "tables": b"", "n_frames": 0, "error": row["error"]}
         frames = np.asarray(row["frames"])
         spec = row_to_spec(row)
+        concepts, kwargs = self._prompts_for(base["segment_concepts"])
         # Wall time in the model (its outputs are host arrays, so GPU work is finished): what
         # the job's summary reports as the share of time the model was busy.
         base["model_start"] = time.time()
         try:
-            masklets, presence = segment_with_presence(
-                self.segmenter, frames, self.concepts, **self.segment_kwargs
-            )
+            masklets, presence = segment_with_presence(self.segmenter, frames, concepts, **kwargs)
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
@@ -256,6 +280,11 @@ class SegmentStage:
         finally:
             base["model_s"] = time.time() - base["model_start"]
         masklets = cap_masklets(masklets, self.max_objects)[0]
+        if base["object_offset"]:  # ids after the video's existing objects (plan.VideoPlan)
+            masklets = [
+                dataclasses.replace(m, object_id=int(m.object_id) + base["object_offset"])
+                for m in masklets
+            ]
         result = ClipResult(
             max_objects=self.max_objects,
             spec=spec,
@@ -331,6 +360,8 @@ def write_batch(
             "boundary": pickle.dumps(_boundary(tables, overlap_s)),
             "n_masklets": tables["masklets"].num_rows,
         }
+        if row.get("segment_concepts"):  # a video gaining concepts has its clips rows already
+            tables = {**tables, "clips": tables["clips"].slice(0, 0)}
         out.append(result)
         groups.setdefault(row["video_id"], []).append((result, tables))
     for members in groups.values():

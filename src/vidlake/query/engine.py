@@ -192,6 +192,10 @@ class IndexInfo:
     models: list[str]
     version: int = 0  # the index version: the `videos` table's
     verified: dict[str, int] = field(default_factory=dict)  # phrase -> clips, verified on demand
+    # model -> indexed videos on it: more than one while a change of --model is partial
+    videos_by_model: dict[str, int] = field(default_factory=dict)
+    # files the last index job's folder listings skipped as not videos, by extension
+    not_videos: dict[str, int] = field(default_factory=dict)
 
 
 def resolve_versions(store: IndexStore, as_of: int | None) -> dict[str, int | None]:
@@ -249,6 +253,7 @@ class ConceptIndex:
         self.versions = resolve_versions(self.store, self.as_of)
         self._datasets: dict[str, lance.LanceDataset | None] = {}
         self._committed: frozenset[str] | None = None
+        self._pending: dict[str, frozenset[str]] | None = None
         self._concepts: pa.Table | None = None
         self._verified: dict[str, int] | None = None
 
@@ -284,18 +289,46 @@ class ConceptIndex:
             self._committed = frozenset(t.column("video_id").to_pylist())
         return self._committed
 
-    def only_committed(self, table: pa.Table) -> pa.Table:
-        """The rows of TABLE (with a video_id column) whose video is committed."""
+    def pending_concepts(self) -> dict[str, frozenset[str]]:
+        """video_id -> concepts an index job is adding to (or pruning from) that indexed video:
+        its rows of them are not committed yet (vidlake.pipeline.plan)."""
+        if self._pending is None:
+            ds = self.dataset("videos")
+            self._pending = {}
+            if ds is not None and "pending_concepts" in ds.schema.names:
+                t = ds.to_table(
+                    columns=["video_id", "pending_concepts"],
+                    filter="array_length(pending_concepts) > 0",
+                )
+                self._pending = {
+                    r["video_id"]: frozenset(r["pending_concepts"]) for r in t.to_pylist()
+                }
+        return self._pending
+
+    def only_committed(self, table: pa.Table, concept: str | None = None) -> pa.Table:
+        """The rows of TABLE (with a video_id column) whose video is committed, less those of
+        a concept pending on their video (rows of CONCEPT, or of the table's `concept`)."""
         if not table.num_rows:
             return table
         committed = self.committed_video_ids()
+        pending = self.pending_concepts()
         present = pc.unique(table.column("video_id")).to_pylist()
-        keep = [v for v in present if v in committed]
-        if len(keep) == len(present):
-            return table
-        return table.filter(
-            pc.is_in(table.column("video_id"), value_set=pa.array(keep, pa.string()))
-        )
+        keep = [v for v in present if v in committed and concept not in pending.get(v, ())]
+        if len(keep) < len(present):
+            table = table.filter(
+                pc.is_in(table.column("video_id"), value_set=pa.array(keep, pa.string()))
+            )
+        if "concept" in table.column_names and any(v in pending for v in keep):
+            visible = [
+                v not in pending or c not in pending[v]
+                for v, c in zip(
+                    table.column("video_id").to_pylist(),
+                    table.column("concept").to_pylist(),
+                    strict=True,
+                )
+            ]
+            table = table.filter(pa.array(visible, pa.bool_()))
+        return table
 
     def concepts_table(self) -> pa.Table:
         """The `concepts` rows (without embeddings) of this snapshot."""
@@ -436,7 +469,7 @@ class ConceptIndex:
         """Committed concept_hits rows of CONCEPT matching WHERE (an index read)."""
         full = f"concept = {_sql_str(concept)}" + (f" AND {where}" if where else "")
         hits = self._read("concept_hits", list(dict.fromkeys([*columns, "video_id"])), full)
-        hits = self.only_committed(hits)
+        hits = self.only_committed(hits, concept)
         if "video_id" not in columns:
             hits = hits.drop_columns(["video_id"])
         return hits.select(columns)
@@ -467,11 +500,13 @@ class ConceptIndex:
 
     # ---- phrases nobody indexed ---------------------------------------------------------
 
-    def candidates(self, phrase: str, n: int = 5) -> list[Candidate]:
+    def candidates(self, phrase: str, n: int = 5, min_similarity: float = -1.0) -> list[Candidate]:
         """Indexed concepts nearest PHRASE: text-embedding similarity, plus full-text matches.
 
         A full-text match ranks a concept ahead of one with a slightly higher similarity
-        (bonus 0.1): "crimson square" shares a word with "red square".
+        (bonus 0.1): "crimson square" shares a word with "red square". Concepts less similar
+        than MIN_SIMILARITY are left out (`vidlake.query.text.CANDIDATE_MIN_SIMILARITY`: the
+        floor under which a concept's clips are no answer), whatever words they share.
         """
         concept = normalize_phrase(phrase)
         ds = self.dataset("concepts")
@@ -543,7 +578,7 @@ class ConceptIndex:
                 n_clips=int(counts.get(name) or 0),
             )
             for name, sim in ranked
-            if name != concept
+            if name != concept and sim >= min_similarity
         ][:n]
 
     def candidate_clips(
@@ -672,6 +707,10 @@ class ConceptIndex:
         vocabulary = {c: counts.get(c, 0) for c in self.vocabulary()}
         verified = {c: counts.get(c, 0) for c in self.verified() if c not in vocabulary}
         models = sorted({m for m in videos.column("model_id").to_pylist() if m})
+        by_model: dict[str, int] = {}
+        for r in videos.to_pylist():
+            if r["status"] == STATUS_INDEXED:
+                by_model[r["model_id"]] = by_model.get(r["model_id"], 0) + 1
         return IndexInfo(
             uri=self.store.uri,
             counts={
@@ -684,7 +723,36 @@ class ConceptIndex:
             models=models,
             version=self.version,
             verified=verified,
+            videos_by_model=dict(sorted(by_model.items(), key=lambda kv: (-kv[1], kv[0]))),
+            not_videos=self._last_not_videos(),
         )
+
+    def _last_not_videos(self) -> dict[str, int]:
+        """The `not_videos` counts of the latest index job in this snapshot ({} if none)."""
+        ds = self.dataset("runs")
+        if ds is None or "not_videos" not in ds.schema.names:
+            return {}
+        runs = ds.to_table(columns=["started_at", "not_videos"])
+        if not runs.num_rows:
+            return {}
+        latest = runs.sort_by([("started_at", "descending")]).slice(0, 1).to_pylist()[0]
+        import json
+
+        return json.loads(latest["not_videos"] or "{}")
+
+    def hit_models(self, hits: pa.Table) -> dict[str, int]:
+        """model -> how many of HITS' clips come from videos indexed with it."""
+        if not hits.num_rows:
+            return {}
+        ids = pc.unique(hits.column("video_id")).to_pylist()
+        videos = self._read(
+            "videos", ["video_id", "model_id"], f"video_id IN ({_sql_list(ids)})"
+        ).to_pylist()
+        model_of = {r["video_id"]: r["model_id"] for r in videos}
+        counts: dict[str, int] = {}
+        for vid in hits.column("video_id").to_pylist():
+            counts[model_of.get(vid) or "?"] = counts.get(model_of.get(vid) or "?", 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _glob_mask(uris: pa.ChunkedArray, patterns: Sequence[str]) -> pa.Array:

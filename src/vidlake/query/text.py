@@ -91,3 +91,12 @@ def preload_text_encoder() -> threading.Thread:
     thread = threading.Thread(target=text_encoder, name="vidlake-text-encoder", daemon=True)
     thread.start()
     return thread
+
+
+# A phrase whose nearest indexed concept is less alike than this gets no candidate concepts
+# (and so no candidate clips): MiniLM rates unrelated short phrases 0.2-0.5 alike, and the
+# clips of the least unlike concept are not an answer. Calibrated by
+# bench/similarity_floor.py on phrases labelled near or far from COCO's 80 classes and the
+# synthetic shapes (bench/RESULTS.md); text matches of a shared word do not lift a phrase
+# over it ("red umbrella" shares "red" with "red square").
+CANDIDATE_MIN_SIMILARITY = 0.56

@@ -51,6 +51,13 @@ VIDEOS = _schema(
         ("n_masklets", pa.int32()),
         ("run_id", pa.string()),
         ("indexed_at", TIMESTAMP),
+        # Added in place (IndexStore.create adds them to older indexes, null there):
+        # each vocabulary entry's key (its name for a concept, its JSON for an exemplar
+        # prompt), so that a grown vocabulary segments only the entries a video lacks;
+        ("vocabulary_keys", pa.list_(pa.string())),
+        # concepts a job is adding to this indexed video: their rows are not committed yet,
+        # and readers hide them (the video row is the commit marker of each concept too).
+        ("pending_concepts", pa.list_(pa.string())),
     ]
 )
 
@@ -138,6 +145,10 @@ RUNS = _schema(
         ("n_frames", pa.int64()),
         ("frames_per_s", pa.float64()),
         ("wall_s", pa.float64()),
+        # Added in place (null in older indexes): files the folder listings skipped as not
+        # videos, as JSON {".jpg": 2}; concepts segmented on videos indexed before this run.
+        ("not_videos", pa.string()),
+        ("segmented_concepts", pa.list_(pa.string())),
     ]
 )
 
@@ -195,6 +206,8 @@ def video_row(
         "n_masklets": n_masklets,
         "run_id": run_id,
         "indexed_at": now_utc(),
+        "vocabulary_keys": list(vocabulary_key or vocabulary),
+        "pending_concepts": [],
     }
 
 

@@ -136,7 +136,21 @@ class IndexStore:
                     log.debug("table %s appeared concurrently: %s", name, exc)
                     ds = store.dataset(name)
             store._check_version(ds.schema)
+            store._add_missing_columns(name, ds)
         return store
+
+    def _add_missing_columns(self, table: str, ds: lance.LanceDataset) -> None:
+        """Adds the columns TABLE's schema gained since DS was created, all null: schema
+        changes are additive, so an index written by an older vidlake stays usable."""
+        missing = [f for f in TABLES[table] if f.name not in ds.schema.names]
+        if not missing:
+            return
+        try:
+            ds.add_columns(missing)
+        except (OSError, RuntimeError, ValueError) as exc:
+            # Another job added them between our read and our commit: theirs will do.
+            if any(f.name not in self.dataset(table).schema.names for f in missing):
+                raise VidlakeError(f"cannot add columns to {table} of {self.uri}: {exc}") from exc
 
     def _check_version(self, schema: pa.Schema) -> None:
         found = int((schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"0"))
@@ -235,6 +249,69 @@ class IndexStore:
             tables = (("videos",) if include_video_rows else ()) + PER_VIDEO_TABLES
             for table in tables:
                 self.dataset(table).delete(where)
+
+    def delete_concepts(self, concepts_of: dict[str, list[str]]) -> int:
+        """Deletes the `masklets` and `concept_hits` rows of these concepts of these videos
+        (video_id -> concept names); their clips and other concepts stay. Returns how many
+        videos had any. Such rows are rare (verified at query time, or left by a killed job):
+        the videos that have some are found first, with one read per table by concept (an
+        index lookup in `concept_hits`), so growing a large archive's vocabulary costs no
+        delete per video."""
+        wanted = {(v, c) for v, names in concepts_of.items() for c in names}
+        if not wanted:
+            return 0
+        concepts = sorted({c for _, c in wanted})
+        found: dict[str, set[str]] = {}
+        for table in ("concept_hits", "masklets"):
+            rows = self.dataset(table).to_table(
+                columns=["video_id", "concept"], filter=f"concept IN ({_sql_list(concepts)})"
+            )
+            for v, c in zip(
+                rows.column("video_id").to_pylist(), rows.column("concept").to_pylist(), strict=True
+            ):
+                if (v, c) in wanted:
+                    found.setdefault(v, set()).add(c)
+        by_concepts: dict[tuple[str, ...], list[str]] = {}
+        for video_id, names in found.items():
+            by_concepts.setdefault(tuple(sorted(names)), []).append(video_id)
+        for names, ids in by_concepts.items():
+            for start in range(0, len(ids), 500):
+                where = (
+                    f"video_id IN ({_sql_list(ids[start : start + 500])}) "
+                    f"AND concept IN ({_sql_list(names)})"
+                )
+                for table in ("concept_hits", "masklets"):  # the index first: hits go first
+                    self.dataset(table).delete(where)
+        return len(found)
+
+    def next_object_ids(self, video_ids: Iterable[str]) -> dict[str, int]:
+        """video_id -> one more than the largest `object_id` of its masklets (0 if none):
+        where the object ids of concepts added to the video start, so that their masklet
+        and track ids (derived from clip and object id) never collide with existing ones."""
+        ids = sorted(set(video_ids))
+        out = dict.fromkeys(ids, 0)
+        for start in range(0, len(ids), 500):
+            rows = self.dataset("masklets").to_table(
+                columns=["video_id", "object_id"],
+                filter=f"video_id IN ({_sql_list(ids[start : start + 500])})",
+            )
+            if rows.num_rows:
+                top = rows.group_by("video_id").aggregate([("object_id", "max")])
+                for r in top.to_pylist():
+                    out[r["video_id"]] = int(r["object_id_max"]) + 1
+        return out
+
+    def video_rows(self, video_ids: Iterable[str]) -> list[dict]:
+        """The whole `videos` rows of these ids (to upsert back changed)."""
+        ids = sorted(set(video_ids))
+        rows: list[dict] = []
+        for start in range(0, len(ids), 500):
+            rows += (
+                self.dataset("videos")
+                .to_table(filter=f"video_id IN ({_sql_list(ids[start : start + 500])})")
+                .to_pylist()
+            )
+        return rows
 
     def delete_orphans(self, only: Iterable[str] | None = None) -> int:
         """Deletes clip-level rows of videos without an `indexed` row (left by a killed job).
