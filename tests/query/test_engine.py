@@ -115,8 +115,8 @@ def test_phrase_without_words_is_a_usage_error(engine, phrase):
 def test_bad_filters_are_usage_errors(engine):
     with pytest.raises(UsageError, match="after"):
         engine.search("red square", between=(3.0, 1.0))
-    with pytest.raises(UsageError):
-        engine.search("red square", same_frame=True)
+    with pytest.raises(UsageError, match="within needs then"):
+        engine.search("red square", within=1.0)
     with pytest.raises(UsageError):
         engine.search("red square", min_count=0)
 

@@ -467,15 +467,12 @@ class ConceptIndex:
             if query.kind == "sequences":
                 return find_sequences(self, query)
             return find_frames(self, query)
-        hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
+        if query.with_concepts:
+            hits = self._co_occurring(query)
+        else:
+            hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
         if query.videos and hits.num_rows:
             hits = hits.filter(_glob_mask(hits.column("video_uri"), query.videos))
-        for other in query.with_concepts:
-            if not hits.num_rows:
-                break
-            where = self._where(query, filters=False)
-            clips = self._lookup(other, where, ["clip_id"]).column("clip_id")
-            hits = hits.filter(pc.is_in(hits.column("clip_id"), value_set=clips))
         if query.same_frame and hits.num_rows:
             keep = self._same_frame_clips(
                 hits.column("clip_id").to_pylist(), (query.phrase, *query.with_concepts), query
@@ -543,6 +540,35 @@ class ConceptIndex:
         if "video_id" not in columns:
             hits = hits.drop_columns(["video_id"])
         return hits.select(columns)
+
+    def _co_occurring(self, query: Query) -> pa.Table:
+        """Committed HIT_COLUMNS rows of the phrase's clips where each with_concepts phrase
+        has a hit too.
+
+        Keys first, whole rows last: the phrase's clip ids (with their row ids) and each other
+        phrase's clip ids are read and intersected, and only the rows left are read whole.
+        Two common concepts have tens of thousands of hits each but share a few hundred clips
+        (bench/RESULTS.md). The other phrases' rows need no commit check: a clip id belongs
+        to one video, whose commit the phrase's rows were checked for.
+        """
+        ds = self.dataset("concept_hits")
+        if ds is None:
+            return HIT_SCHEMA.empty_table()
+        where = self._where(query)
+        full = f"concept = {_sql_str(query.phrase)}" + (f" AND {where}" if where else "")
+        keys = ds.to_table(columns=["clip_id"], filter=full, with_row_id=True)
+        for other in query.with_concepts:
+            if not keys.num_rows:
+                break
+            where = self._where(query, filters=False)
+            full = f"concept = {_sql_str(other)}" + (f" AND {where}" if where else "")
+            clips = ds.to_table(columns=["clip_id"], filter=full).column("clip_id")
+            keys = keys.filter(pc.is_in(keys.column("clip_id"), value_set=clips))
+        if not keys.num_rows:
+            return HIT_SCHEMA.empty_table()
+        row_ids = pc.sort_indices(keys.column("_rowid"))
+        rows = ds._take_rows(keys.column("_rowid").take(row_ids).combine_chunks(), HIT_COLUMNS)
+        return self.only_committed(rows).select(HIT_COLUMNS)
 
     def _same_frame_clips(self, clip_ids: list[str], concepts: tuple[str, ...], query: Query):
         """Clips among CLIP_IDS with one sampled frame where every concept has an object."""
