@@ -165,6 +165,7 @@ def tracks_dataset(engine: ConceptIndex):
 def _in_region(table: pa.Table, region: tuple[float, float, float, float]) -> pa.Array:
     """True for tracks whose box centre is inside REGION on at least one frame."""
     x0, y0, x1, y1 = region
+
     def column(name: str) -> np.ndarray:
         return table.column(name).to_numpy()
 
@@ -199,25 +200,64 @@ def find_tracks(engine: ConceptIndex, query: Query) -> pa.Table:
     return _order(read_tracks(engine, query, query.phrase, TRACK_COLUMNS), query, "max_score")
 
 
+SEQUENCE_COLUMNS = ["video_uri", "video_id", "track_id", "concept", "start_s", "end_s"]
+SEQUENCE_COLUMNS += ["max_score"]
+
+
+def _step(engine: ConceptIndex, query: Query, concept: str, main: bool) -> pa.Table:
+    """CONCEPT's tracks passing QUERY's pushed-down filters (and the region, for the main
+    phrase), with SEQUENCE_COLUMNS and the Lance row id."""
+    columns = list(SEQUENCE_COLUMNS)
+    if main and query.region is not None:
+        columns += ["centre_x_min", "centre_x_max", "centre_y_min", "centre_y_max"]
+        columns += ["centres_x", "centres_y"]
+    table = tracks_dataset(engine).to_table(
+        columns=columns, filter=_where(query, concept, main), with_row_id=True
+    )
+    if main and query.region is not None and table.num_rows:
+        table = table.filter(_in_region(table, query.region))
+    return table.select([*SEQUENCE_COLUMNS, "_rowid"])
+
+
 def find_sequences(engine: ConceptIndex, query: Query) -> pa.Table:
     """Sequences of tracks: the phrase's, then each `then` phrase's starting within `within`
-    seconds after the previous one's start (0 <= gap <= within), in one video."""
-    columns = ["video_uri", "video_id", "track_id", "concept", "start_s", "end_s", "max_score"]
-    steps = [read_tracks(engine, query, query.phrase, columns)]
+    seconds after the previous one's start (0 <= gap <= within), in one video.
+
+    Each step's tracks are read once; the chains are matched in numpy on (video code, start
+    in microseconds), each step first cut to the committed videos every step has.
+    """
+    steps = [_step(engine, query, query.phrase, main=True)]
     for other in query.then:
         if not steps[-1].num_rows:
             break
-        steps.append(read_tracks(engine, query, other, columns, main=False))
+        steps.append(_step(engine, query, other, main=False))
     if any(not s.num_rows for s in steps):
         return SEQUENCE_SCHEMA.empty_table()
-    videos = pc.unique(pa.concat_arrays([s.column("video_id").combine_chunks() for s in steps]))
-    code = [pc.index_in(s.column("video_id"), value_set=videos).to_numpy() for s in steps]
-    start = [_us(s.column("start_s")) for s in steps]
+    # One dictionary of the videos of every step: codes comparable across steps.
+    encoded = pc.dictionary_encode(
+        pa.chunked_array([c for s in steps for c in s.column("video_id").chunks])
+    ).combine_chunks()
+    all_codes = encoded.indices.to_numpy()
+    n_videos = len(encoded.dictionary)
+    bounds = np.cumsum([0, *(s.num_rows for s in steps)])
+    codes = [all_codes[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    shared = np.ones(n_videos, bool)
+    for c in codes:
+        shared &= np.bincount(c, minlength=n_videos) > 0
+    candidates = np.flatnonzero(shared)
+    committed = engine.committed_video_ids()
+    names = encoded.dictionary.take(pa.array(candidates)).to_pylist()
+    shared[candidates[[n not in committed for n in names]]] = False
+    kept = [np.flatnonzero(shared[c]) for c in codes]  # rows of each step still in play
+    if any(not len(k) for k in kept):
+        return SEQUENCE_SCHEMA.empty_table()
+    code = [c[k] for c, k in zip(codes, kept, strict=True)]
+    start = [_us(s.column("start_s"))[k] for s, k in zip(steps, kept, strict=True)]
+    row_id = [s.column("_rowid").to_numpy()[k] for s, k in zip(steps, kept, strict=True)]
     within = int(round(query.within * US))
-    query_phrases = [query.phrase, *query.then]
-    ids = [np.asarray(s.column("track_id").to_pylist(), object) for s in steps]
-    # Chains as arrays of row indices into each step's table, one chain per position.
-    chain = [np.arange(steps[0].num_rows)]
+    phrases = [query.phrase, *query.then]
+    # Chains as arrays of indices into each step's kept rows, one chain per position.
+    chain = [np.arange(len(code[0]))]
     for k in range(1, len(steps)):
         prev = chain[-1]
         v, t = code[k - 1][prev], start[k - 1][prev]
@@ -233,16 +273,21 @@ def find_sequences(engine: ConceptIndex, query: Query) -> pa.Table:
         nxt = order[lo[rep] + offset]
         chain = [c[rep] for c in chain] + [nxt]
         # A phrase that comes again: another of its tracks, never the same one twice.
-        ids_next = ids[k][nxt]
         differ = np.ones(len(nxt), bool)
         for j in range(k):
-            if query_phrases[j] == query_phrases[k]:
-                differ &= ids[j][chain[j]] != ids_next
+            if phrases[j] == phrases[k]:
+                differ &= row_id[j][chain[j]] != row_id[k][nxt]
         chain = [c[differ] for c in chain]
         if not len(chain[0]):
             return SEQUENCE_SCHEMA.empty_table()
+    parts = [s.take(pa.array(k[c])) for s, k, c in zip(steps, kept, chain, strict=True)]
     n = len(chain[0])
-    parts = [s.take(pa.array(c)) for s, c in zip(steps, chain, strict=True)]
+    if query.videos:
+        from vidlake.query.engine import _glob_mask
+
+        keep = _glob_mask(parts[0].column("video_uri"), query.videos)
+        parts = [p.filter(keep) for p in parts]
+        n = parts[0].num_rows
 
     def stacked(column: str, type_: pa.DataType) -> pa.Array:
         values = pa.concat_arrays(
