@@ -10,7 +10,7 @@ import lance
 import numpy as np
 import pyarrow as pa
 import pytest
-from query_truth import truth_tracks, visible
+from query_truth import truth_tracks
 
 from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex

@@ -212,7 +212,8 @@ def test_bad_input_is_a_4xx_with_a_json_body(client, url, status):
         ({"min_duration": -1}, "min_duration must be >= 0 seconds, got -1"),
         (
             {"region": "0,0,2,1"},
-            "region 0,0,2,1 is outside the frame: each value must be from 0 to 1 (fractions of the width and height)",
+            "region 0,0,2,1 is outside the frame: each value must be from 0 to 1 "
+            "(fractions of the width and height)",
         ),
         (
             {"then": "green dragon", "within": 1},
