@@ -457,6 +457,19 @@ def _hit_rows(table, match: str) -> list[dict]:
     return rows
 
 
+def _between(start_s: float | None, end_s: float | None) -> tuple[float, float] | None:
+    """The (start, end) range of the start_s/end_s parameters (either may be left out); a 400
+    naming them when start_s is after end_s (Query would name its own `between`)."""
+    if start_s is None and end_s is None:
+        return None
+    if start_s is not None and end_s is not None:
+        try:
+            in_order(start_s, end_s, "start_s", "end_s")
+        except UsageError as exc:
+            raise HTTPException(400, str(exc)) from None
+    return (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
+
+
 def _phrases(values: list[str] | None, what: str) -> list[str]:
     out = []
     for value in values or []:
@@ -631,14 +644,7 @@ def build_app(
         followers = _phrases(then, "then")
         if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
-        try:  # Query checks these too, but names them as its own arguments (between)
-            if start_s is not None and end_s is not None:
-                in_order(start_s, end_s, "start_s", "end_s")
-        except UsageError as exc:
-            raise HTTPException(400, str(exc)) from None
-        between = None
-        if start_s is not None or end_s is not None:
-            between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
+        between = _between(start_s, end_s)
         # A UsageError of Query's (or of an unknown `with` phrase) is a 400 naming these.
         query = SearchQuery(
             phrase=phrase,
@@ -702,14 +708,7 @@ def build_app(
         phrase = normalize_phrase(q, "q")
         if not engine.is_indexed(phrase) and snapshot.refresh_s > 0:
             engine = snapshot.latest()
-        between = None
-        if start_s is not None or end_s is not None:
-            between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
-        try:
-            if start_s is not None and end_s is not None:
-                in_order(start_s, end_s, "start_s", "end_s")
-        except UsageError as exc:
-            raise HTTPException(400, str(exc)) from None
+        between = _between(start_s, end_s)
         result = engine.stats(
             phrase, min_score=min_score, videos=tuple(video or ()), between=between
         )
