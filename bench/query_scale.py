@@ -9,7 +9,13 @@ the masklets exactly as the index job groups them; builds the query indexes with
 - filtered: `search(concept, min_score=0.5, between=(0, 300))`
 - co-occurrence: `search(a, with_concepts=b)` for two concepts drawn from the 100 most common
   (so that the pair shares clips)
-- the same three questions as DuckDB SQL over the Parquet files (a full scan each time).
+- then/within: `search(a, then=b, within=5)`, a and b from the 100 most common
+- min-duration: `search(c, min_duration=2)`; region: `search(c, region=(0.5, 0.5, 1, 1))`
+- stats: `stats(c)` (screen time, first/last, tracks, most at once per video)
+- the same questions as DuckDB SQL over the Parquet files (a full scan each time).
+
+Tracks: one per masklet (the generator does not stitch: a track is 1-3 sampled frames at
+1 fps), with a box centre per frame near a random point and a random mask area per frame.
 
     .venv/bin/python bench/query_scale.py                # 1M clips, 10M masklets, 5,000 concepts
     .venv/bin/python bench/query_scale.py --small        # seconds; what the test runs
@@ -40,6 +46,8 @@ from vidlake.store.tables import DATA_STORAGE_VERSION, IndexStore, table_uri
 
 CLIPS_PER_VIDEO = 10
 CLIP_S = 10.0
+WITHIN_S = 5.0
+MIN_DURATION_S = 2.0
 BATCH = 1_000_000
 
 ADJECTIVES = (
@@ -178,6 +186,7 @@ def generate(uri: str, n_clips: int, n_masklets: int, n_concepts: int, seed: int
             schema=TABLES["masklets"],
         )
         write("masklets", masklets)
+        write("tracks", _tracks(rng, masklets, uris, m_clip, clip_start + m_first, m_len))
         # concept_hits: one row per (clip, concept), as schema.clip_tables groups them.
         hits = (
             pa.table(
@@ -242,6 +251,49 @@ def generate(uri: str, n_clips: int, n_masklets: int, n_concepts: int, seed: int
     return {"videos": n_videos, "clips": n_clips, "masklets": n_masklets, "concept_hits": n_hits}
 
 
+def _tracks(rng, masklets: pa.Table, uris: pa.Array, m_clip, first_s, m_len) -> pa.Table:
+    """The `tracks` rows of MASKLETS, one track each (as `track_table` makes them)."""
+    n = masklets.num_rows
+    offsets = np.concatenate([[0], np.cumsum(m_len)])
+    starts = offsets[:-1]
+    times = np.repeat(first_s, m_len) + (np.arange(offsets[-1]) - np.repeat(starts, m_len))
+    cx0, cy0 = rng.uniform(0.02, 0.98, n), rng.uniform(0.02, 0.98, n)
+    jitter = rng.uniform(-0.02, 0.02, (2, offsets[-1]))
+    cx = np.clip(np.repeat(cx0, m_len) + jitter[0], 0, 1).astype(np.float32)
+    cy = np.clip(np.repeat(cy0, m_len) + jitter[1], 0, 1).astype(np.float32)
+    area = rng.uniform(0.001, 0.3, offsets[-1]).astype(np.float32)
+    end_s = first_s + m_len - 1
+
+    def lists(values, type_):
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type_))
+
+    return pa.table(
+        {
+            "track_id": masklets.column("track_id"),
+            "video_id": masklets.column("video_id"),
+            "video_uri": pc.take(uris, pa.array(m_clip // CLIPS_PER_VIDEO)),
+            "concept": masklets.column("concept"),
+            "start_s": pa.array(first_s.astype(np.float64)),
+            "end_s": pa.array(end_s.astype(np.float64)),
+            "duration_s": pa.array((end_s - first_s).astype(np.float64)),
+            "n_masklets": pa.array(np.ones(n, np.int32)),
+            "n_frames": pa.array(m_len.astype(np.int32)),
+            "max_score": masklets.column("score"),
+            "max_presence": masklets.column("presence"),
+            "max_area": pa.array(np.maximum.reduceat(area, starts)),
+            "centre_x_min": pa.array(np.minimum.reduceat(cx, starts)),
+            "centre_x_max": pa.array(np.maximum.reduceat(cx, starts)),
+            "centre_y_min": pa.array(np.minimum.reduceat(cy, starts)),
+            "centre_y_max": pa.array(np.maximum.reduceat(cy, starts)),
+            "frame_times_s": lists(times.astype(np.float64), pa.float64()),
+            "centres_x": lists(cx, pa.float32()),
+            "centres_y": lists(cy, pa.float32()),
+            "areas": lists(area, pa.float32()),
+        },
+        schema=TABLES["tracks"],
+    )
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
     p99 = s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
@@ -288,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
         gen_s = time.perf_counter() - t0
         # Parquet in arrival order, before vidlake clusters its table: what a scan sees.
         store = IndexStore.open(uri)
-        for table in ("concept_hits", "videos"):
+        for table in ("concept_hits", "videos", "tracks"):
             pq.write_table(store.dataset(table).to_table(), out / f"{table}.parquet")
         t1 = time.perf_counter()
         refresh_indexes(store)
@@ -328,6 +380,73 @@ def main(argv: list[str] | None = None) -> dict:
     def lance_cooc(a, b):
         return engine.search(a, with_concepts=b, limit=None).num_rows
 
+    region = (0.5, 0.5, 1.0, 1.0)
+
+    def lance_then(a, b):
+        return engine.search(a, then=b, within=WITHIN_S, limit=None).num_rows
+
+    def lance_duration(c):
+        return engine.search(c, min_duration=MIN_DURATION_S, limit=None).num_rows
+
+    def lance_region(c):
+        return engine.search(c, region=region, limit=None).num_rows
+
+    def lance_stats(c):
+        return engine.stats(c).videos.num_rows
+
+    tracks_pq = str(out / "tracks.parquet")
+    committed = (
+        f"video_id IN (SELECT video_id FROM read_parquet('{videos_pq}') WHERE status = 'indexed')"
+    )
+
+    def duck_then(a, b):
+        q = (
+            f"SELECT a.track_id, b.track_id FROM read_parquet('{tracks_pq}') a "
+            f"JOIN read_parquet('{tracks_pq}') b ON a.video_id = b.video_id "
+            f"WHERE a.concept = ? AND b.concept = ? AND a.{committed} "
+            f"AND b.start_s - a.start_s BETWEEN 0 AND {WITHIN_S} AND a.track_id <> b.track_id"
+        )
+        return len(con.execute(q, [a, b]).fetchall())
+
+    def duck_duration(c):
+        q = (
+            f"SELECT track_id, start_s, end_s FROM read_parquet('{tracks_pq}') "
+            f"WHERE concept = ? AND duration_s >= {MIN_DURATION_S} AND {committed}"
+        )
+        return len(con.execute(q, [c]).fetchall())
+
+    def duck_region(c):
+        x0, y0, x1, y1 = region
+        q = (
+            f"SELECT track_id FROM read_parquet('{tracks_pq}') WHERE concept = ? AND {committed} "
+            "AND list_bool_or(list_transform(generate_series(1, len(centres_x)), lambda "
+            f"i: centres_x[i] BETWEEN {x0} AND {x1} AND centres_y[i] BETWEEN {y0} AND {y1}))"
+        )
+        return len(con.execute(q, [c]).fetchall())
+
+    def duck_stats(c):
+        q = f"""
+            WITH t AS (
+                SELECT * FROM read_parquet('{tracks_pq}') WHERE concept = $1 AND {committed}
+            ), spans AS (
+                SELECT video_id, start_s, end_s, max(end_s) OVER (
+                    PARTITION BY video_id ORDER BY start_s, end_s
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach FROM t
+            ), per_video AS (
+                SELECT video_id, min(start_s) AS first_s, max(end_s) AS last_s, count(*) AS n,
+                    sum(greatest(0, end_s - greatest(start_s, coalesce(reach, start_s))))
+                        AS screen_s
+                FROM spans GROUP BY video_id
+            ), at_once AS (
+                SELECT video_id, max(n) AS most FROM (
+                    SELECT video_id, f, count(*) AS n
+                    FROM (SELECT video_id, unnest(frame_times_s) AS f FROM t) GROUP BY ALL
+                ) GROUP BY video_id
+            )
+            SELECT * FROM per_video JOIN at_once USING (video_id)
+        """
+        return len(con.execute(q, [c]).fetchall())
+
     def duck_lookup(c):
         q = f"SELECT clip_id, max_score {base} AND h.concept = ? ORDER BY max_score DESC"
         return len(con.execute(q, [c]).fetchall())
@@ -356,11 +475,19 @@ def main(argv: list[str] | None = None) -> dict:
     ):
         timed(fn, qs)
     results = {}
-    for name, lance_fn, duck_fn, qs in (
+    kinds = (
         ("concept lookup", lance_lookup, duck_lookup, singles),
         ("filtered lookup", lance_filtered, duck_filtered, singles),
         ("co-occurrence", lance_cooc, duck_cooc, pairs),
-    ):
+        ("then within 5 s", lance_then, duck_then, pairs),
+        ("min duration 2 s", lance_duration, duck_duration, singles),
+        ("region", lance_region, duck_region, singles),
+        ("stats", lance_stats, duck_stats, singles),
+    )
+    for _, lance_fn, duck_fn, qs in kinds[3:]:  # warm the track queries too
+        timed(lance_fn, qs[:3])
+        timed(duck_fn, qs[:3])
+    for name, lance_fn, duck_fn, qs in kinds:
         lt, ln = timed(lance_fn, qs)
         dt, dn = timed(duck_fn, qs)
         if ln != dn:
@@ -388,11 +515,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"\n{report['command']}\n{report['machine']}; rows {counts}")
     print(f"generate {gen_s:.0f} s, refresh_indexes {index_s:.0f} s, open {open_s * 1000:.0f} ms")
-    header = f"{'query':<16} {'vidlake p50':>11} {'p99':>8} {'DuckDB p50':>11} {'p99':>8} {'x':>6}"
+    header = f"{'query':<17} {'vidlake p50':>11} {'p99':>8} {'DuckDB p50':>11} {'p99':>8} {'x':>6}"
     print(header)
     for name, r in results.items():
         print(
-            f"{name:<16} {r['vidlake_p50_ms']:>9.1f}ms {r['vidlake_p99_ms']:>6.1f}ms "
+            f"{name:<17} {r['vidlake_p50_ms']:>9.1f}ms {r['vidlake_p99_ms']:>6.1f}ms "
             f"{r['duckdb_p50_ms']:>9.1f}ms {r['duckdb_p99_ms']:>6.1f}ms {r['speedup_p50']:>5.1f}x"
         )
     if args.json_out:

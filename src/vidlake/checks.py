@@ -41,9 +41,3 @@ def in_order(start: float, end: float, start_name: str, end_name: str) -> None:
     (`between start`/`end` in Python, `start_s`/`end_s` over HTTP)."""
     if start > end:
         raise UsageError(f"{start_name} {start} is after {end_name} {end}")
-
-
-def same_frame_has_with(same_frame: bool, others: object, flag: str, with_name: str) -> None:
-    """UsageError when FLAG (same frame) is set without phrases to find in that frame."""
-    if same_frame and not others:
-        raise UsageError(f"{flag} needs {with_name}, the phrases to find in the same frame")

@@ -283,7 +283,7 @@ def test_scores_outside_0_1_are_rejected(cli_index, tmp_path):
     query = ("query", "--index", cli_index, "red square")
     assert_one_line_error(vidlake(*query, "--min-score", "-3"), "--min-score", "-3")
     assert_one_line_error(vidlake(*query, "--min-presence", "5"), "--min-presence", "5")
-    assert_one_line_error(vidlake(*query, "--same-frame"), "--same-frame needs --with")
+    assert_one_line_error(vidlake(*query, "--within", "2"), "--within needs --then")
     out = str(tmp_path / "x.json")
     export = ("export", "--index", cli_index, "red square", "--out", out)
     assert_one_line_error(vidlake(*export, "--min-score", "1.5"), "--min-score")
@@ -470,3 +470,72 @@ def test_counts_of_one_are_singular(cli_index):
     proc = vidlake("runs", "--index", cli_index)
     assert proc.returncode == 0, proc.stderr
     assert "1 run, newest first" in proc.stdout
+
+
+def _json(*args: str):
+    proc = vidlake(*args, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_time_and_track_queries(cli_index):
+    """The red square shows 0-4 s in a_red_first_half (and its copy) and c_all_four, sampled
+    at 4 fps in 2 s clips: one track each, first frame 0 s, last 3.75 s; the blue circle
+    starts at 0 s in both videos."""
+    query = ("query", "--index", cli_index, "red square")
+    red_videos = {"a_red_first_half.mp4", "c_all_four.mp4", ODD_NAME}
+    tracks = _json(*query, "--min-duration", "3.5")
+    assert {Path(r["video_uri"]).name for r in tracks} == red_videos
+    assert {(r["start_s"], r["end_s"], r["duration_s"]) for r in tracks} == {(0.0, 3.75, 3.75)}
+    assert _json(*query, "--min-duration", "3.8") == []
+    pairs = _json(*query, "--then", "blue circle", "--within", "0.5", "--order", "time")
+    assert {Path(r["video_uri"]).name for r in pairs} == red_videos
+    assert all(r["concepts"] == ["red square", "blue circle"] for r in pairs)
+    assert all(r["starts_s"] == [0.0, 0.0] and r["ends_s"][0] == 3.75 for r in pairs)
+    frames = _json(*query, "--same-frame")
+    assert {Path(r["video_uri"]).name for r in frames} == red_videos
+    assert all(r["times_s"] == [i / 4 for i in range(16)] for r in frames)
+    # Centres: a_red_first_half x 40-56 of 160, y 35 of 120; c_all_four 30, 30: top left.
+    assert len(_json(*query, "--region", "0,0,0.5,0.5")) == 3
+    assert _json(*query, "--region", "0.5,0,1,1") == []
+    table = vidlake(*query, "--min-duration", "3.5")
+    assert table.returncode == 0 and "duration s" in table.stdout and "3.75" in table.stdout
+    as_csv = vidlake(*query, "--then", "blue circle", "--within", "1", "--csv")
+    row = next(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert json.loads(row["concepts"]) == ["red square", "blue circle"]
+
+
+def test_stats_and_sql(cli_index):
+    stats = _json("stats", "--index", cli_index, "red square")
+    assert stats["totals"] == {"videos": 3, "screen_time_s": 11.25, "tracks": 3, "max_at_once": 1}
+    assert {Path(v["video_uri"]).name: v["screen_time_s"] for v in stats["videos"]} == {
+        "a_red_first_half.mp4": 3.75,
+        "c_all_four.mp4": 3.75,
+        ODD_NAME: 3.75,
+    }
+    table = vidlake("stats", "--index", cli_index, "blue circle")
+    assert table.returncode == 0 and "screen time s" in table.stdout and "total" in table.stdout
+    sql = ("sql", "--index", cli_index)
+    rows = _json(*sql, "SELECT concept, count(*) AS n FROM tracks GROUP BY 1 ORDER BY 1")
+    assert rows == [{"concept": "blue circle", "n": 3}, {"concept": "red square", "n": 3}]
+    plain_out = vidlake(*sql, "SELECT count(*) AS n FROM videos")
+    assert plain_out.returncode == 0 and "4" in plain_out.stdout
+    assert_one_line_error(vidlake(*sql, "SELEC nothing"), "sql:")
+
+
+def test_bad_time_and_track_options_exit_2_naming_the_option(cli_index):
+    query = ("query", "--index", cli_index, "red square")
+    assert_one_line_error(vidlake(*query, "--within", "2"), "--within needs --then")
+    assert_one_line_error(
+        vidlake(*query, "--min-duration", "-1"), "--min-duration must be >= 0", "-1"
+    )
+    assert_one_line_error(vidlake(*query, "--region", "0,0,2,1"), "--region", "outside the frame")
+    assert_one_line_error(vidlake(*query, "--region", "left"), "--region must be x0,y0,x1,y1")
+    assert_one_line_error(
+        vidlake(*query, "--then", "green dragon", "--within", "1"),
+        "--then 'green dragon' is not an indexed concept",
+    )
+    assert_one_line_error(vidlake(*query, "--then", "blue circle"), "--then needs --within")
+    assert_one_line_error(
+        vidlake("stats", "--index", cli_index, "green dragon"), "'green dragon' is not an indexed"
+    )

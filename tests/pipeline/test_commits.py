@@ -93,3 +93,39 @@ def test_key_indexes_follow_the_written_fragments(tmp_path, monkeypatch):
         assert store.dataset("videos").stats.index_stats("video_id_idx")["num_indexed_rows"]
     tracks = committed(store)
     assert sorted(tracks.values()) == sorted(f"track-of-v{i}" for i in range(7))
+
+
+def test_tracks_rows_are_committed_before_the_video_row(tmp_path):
+    """A video's `tracks` rows land in the same commit, before its commit marker: a crash
+    between the two leaves tracks that no query sees (no `indexed` row) and a job deletes."""
+    store = IndexStore.create(str(tmp_path / "idx"))
+    tables = schema.clip_tables(clip_result("v0", 0), [b"crop"])
+    clips = tables["clips"]
+    summaries = schema.masklet_summaries(tables["masklets"], clips)
+    track_rows = schema.track_table(summaries)
+    assert track_rows.num_rows == tables["masklets"].num_rows
+    order = []
+    for name in ("append_rows", "upsert_videos"):
+        real = getattr(store, name)
+
+        def spy(*args, _real=real, _name=name):
+            order.append(_name if _name == "upsert_videos" else args[0])
+            return _real(*args)
+
+        setattr(store, name, spy)
+    committer = VideoCommitter(store)
+    blobs = write_fragments(store.uri, tables)
+    committer.add(indexed_row("v0"), {t: [b] for t, b in blobs.items()}, {}, track_rows)
+    committer.commit()
+    assert order == ["tracks", "upsert_videos"]
+    stored = store.dataset("tracks").to_table().to_pylist()
+    masklet = tables["masklets"].to_pylist()[0]
+    times = clips.column("frame_times_s")[0].as_py()
+    assert {r["track_id"] for r in stored} == set(tables["masklets"].column("track_id").to_pylist())
+    first = next(r for r in stored if r["track_id"] == masklet["track_id"])
+    assert first["frame_times_s"] == [times[i] for i in masklet["frame_idx"]]
+    assert (first["start_s"], first["end_s"]) == (masklet["first_s"], masklet["last_s"])
+    store.delete_orphans()  # v0 is committed: its tracks stay
+    assert store.dataset("tracks").count_rows() == track_rows.num_rows
+    store.delete_videos(["v0"])
+    assert store.dataset("tracks").count_rows() == 0

@@ -115,8 +115,8 @@ def test_phrase_without_words_is_a_usage_error(engine, phrase):
 def test_bad_filters_are_usage_errors(engine):
     with pytest.raises(UsageError, match="after"):
         engine.search("red square", between=(3.0, 1.0))
-    with pytest.raises(UsageError):
-        engine.search("red square", same_frame=True)
+    with pytest.raises(UsageError, match="within needs then"):
+        engine.search("red square", within=1.0)
     with pytest.raises(UsageError):
         engine.search("red square", min_count=0)
 
@@ -142,7 +142,10 @@ def test_bad_filters_are_usage_errors(engine):
         ((), {"with_concepts": [None]}, "with_concepts must be a string or a list of strings"),
         ((), {"with_concepts": 7}, "with_concepts must be a string or a list of strings, got 7"),
         ((), {"same_frame": "yes"}, "same_frame must be True or False, got 'yes'"),
-        ((), {"same_frame": True}, "same_frame needs with_concepts, the phrases to find in"),
+        ((), {"within": 1.0}, "within needs then, the phrase that follows"),
+        ((), {"then": "blue circle", "within": -1}, "within must be >= 0 seconds, got -1"),
+        ((), {"min_duration": "long"}, "min_duration must be a number, got 'long'"),
+        ((), {"region": (0, 0, 1)}, "region must be (x0, y0, x1, y1) from 0 to 1"),
         ((), {"order_by": None}, "order_by must be one of score, time, got None"),
     ],
 )

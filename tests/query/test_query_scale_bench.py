@@ -18,5 +18,13 @@ def test_small_benchmark_runs_and_agrees_with_duckdb(tmp_path):
     )  # fmt: skip
     assert report["rows"]["clips"] == 2000 and report["rows"]["masklets"] == 20000
     assert report["rows"]["concepts"] == 200
-    assert set(report["results"]) == {"concept lookup", "filtered lookup", "co-occurrence"}
+    assert set(report["results"]) == {
+        "concept lookup",
+        "filtered lookup",
+        "co-occurrence",
+        "then within 5 s",
+        "min duration 2 s",
+        "region",
+        "stats",
+    }
     assert all(r["median_rows"] > 0 for r in report["results"].values())

@@ -32,6 +32,11 @@ def test_verify_adds_hits_that_the_next_query_finds_by_lookup(ray_local, index_c
     masklets = again.masklets(sorted(expected), ["green triangle"]).to_pylist()
     assert len(masklets) == len(expected)
     assert all(len(m["masks"]) == len(m["frame_idx"]) > 0 for m in masklets)
+    # Each verified masklet is a track of its own (unstitched), with the masklet's times.
+    tracks = again.search("green triangle", min_duration=0, limit=None).to_pylist()
+    assert sorted((t["track_id"], t["start_s"], t["end_s"]) for t in tracks) == sorted(
+        (m["track_id"], m["first_s"], m["last_s"]) for m in masklets
+    )
     # The vocabulary (what index jobs compare) is untouched; as-of the old version, nothing.
     assert "green triangle" not in again.vocabulary()
     assert ConceptIndex.open(index_copy.uri, as_of=version).search("green triangle").num_rows == 0

@@ -55,6 +55,34 @@ def test_search_filters_co_occurrence_and_time(client, served_index):
     assert _clip_ids(r.json()) < served_index.truth("blue circle")
 
 
+def test_track_queries_and_stats(client):
+    """The red square: 0-4 s in a_red_first_half and c_all_four (first and last sampled frames
+    0 and 3.75 s at 4 fps); the blue circle from 0 s in both."""
+    body = client.get("/search", params={"q": "red square", "min_duration": 3.5}).json()
+    assert body["kind"] == "tracks"
+    assert {(h["video_name"], h["start_s"], h["end_s"]) for h in body["hits"]} == {
+        ("a_red_first_half.mp4", 0.0, 3.75),
+        ("c_all_four.mp4", 0.0, 3.75),
+    }
+    params = [("q", "red square"), ("then", "blue circle"), ("within", 0.5), ("order", "time")]
+    body = client.get("/search", params=params).json()
+    assert body["kind"] == "sequences"
+    assert [(h["video_name"], h["concepts"], h["starts_s"]) for h in body["hits"]] == [
+        ("a_red_first_half.mp4", ["red square", "blue circle"], [0.0, 0.0]),
+        ("c_all_four.mp4", ["red square", "blue circle"], [0.0, 0.0]),
+    ]
+    body = client.get("/search", params={"q": "red square", "region": "0.5,0,1,1"}).json()
+    assert body["kind"] == "tracks" and body["hits"] == []
+    body = client.get("/search", params={"q": "red square", "same_frame": "true"}).json()
+    assert body["kind"] == "frames" and len(body["hits"]) == 2
+    assert body["hits"][0]["times_s"] == [i / 4 for i in range(16)]
+    stats = client.get("/stats", params={"q": "red square"}).json()
+    assert stats["totals"] == {"videos": 2, "screen_time_s": 7.5, "tracks": 2, "max_at_once": 1}
+    assert {v["video_name"] for v in stats["videos"]} == {"a_red_first_half.mp4", "c_all_four.mp4"}
+    r = client.get("/stats", params={"q": "green triangle"})
+    assert r.status_code == 400 and "not an indexed concept" in r.json()["detail"]
+
+
 def test_repeated_video_globs_are_all_kept(client, served_index):
     def videos(*globs: str) -> set[str]:
         params = [("q", "blue circle"), ("limit", MAX_LIMIT), *(("video", g) for g in globs)]
@@ -158,7 +186,9 @@ def test_health_and_openapi(client):
         ("/search?q=red+square&colour=red", 400),  # unknown parameter
         ("/search?q=%21%21%21", 400),  # no words
         ("/search?q=" + "a" * 201, 422),
-        ("/search?q=red+square&same_frame=true", 400),  # no `with`
+        ("/search?q=red+square&within=2", 400),  # no `then`
+        ("/search?q=red+square&region=0,0,2,1", 400),
+        ("/search?q=red+square&min_duration=-1", 400),
         ("/search?q=red+square&start_s=5&end_s=1", 400),
         ("/clips/0123456789abcdef", 404),  # well-formed, not in the index
         ("/clips/0123456789abcdef/thumbnail.jpg", 404),
@@ -178,7 +208,17 @@ def test_bad_input_is_a_4xx_with_a_json_body(client, url, status):
 @pytest.mark.parametrize(
     "params, detail",
     [
-        ({"same_frame": "true"}, "same_frame needs `with`, the phrases to find in the same frame"),
+        ({"within": 2}, "within needs then, the phrase that follows"),
+        ({"min_duration": -1}, "min_duration must be >= 0 seconds, got -1"),
+        (
+            {"region": "0,0,2,1"},
+            "region 0,0,2,1 is outside the frame: each value must be from 0 to 1 "
+            "(fractions of the width and height)",
+        ),
+        (
+            {"then": "green dragon", "within": 1},
+            "then 'green dragon' is not an indexed concept (nearest: blue circle, red square)",
+        ),
         ({"start_s": 5, "end_s": 1}, "start_s 5.0 is after end_s 1.0"),
         ({"with": ""}, "with '' has no words to search for"),
         ({"with": ["blue circle", "?!"]}, "with '?!' has no words to search for"),

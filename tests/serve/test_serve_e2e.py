@@ -221,6 +221,35 @@ def test_results_page_in_headless_chromium(server):
             assert not page.is_visible("#detail")
             assert page.evaluate("document.activeElement.dataset.clipId") == clip_id
 
+            # The time and track options: tracks, then sequences, as a table; screen time.
+            # The red square shows 0-3.75 s (sampled frames) in both of its videos.
+            page.click("#options summary")
+            page.fill("#min-duration", "3.5")
+            page.press("#q", "Enter")
+            _until(page, "document.querySelectorAll('#rows tbody tr.tracks').length === 2")
+            cells = page.locator("#rows tbody tr").all_inner_texts()
+            assert all("3.75" in c for c in cells), cells
+            assert page.locator("#status").inner_text() == "2 tracks with “red square”"
+            page.fill("#min-duration", "")
+            page.fill("#then", "blue circle")
+            page.fill("#within", "0.5")
+            page.press("#q", "Enter")
+            _until(page, "document.querySelectorAll('#rows tbody tr.sequences').length === 2")
+            assert all(
+                "red square 0.00–3.75 s → blue circle 0.00" in c
+                for c in page.locator("#rows tbody tr").all_inner_texts()
+            )
+            page.fill("#within", "")
+            page.press("#q", "Enter")  # --then without --within: the API's one line
+            _until(page, "document.getElementById('status').className === 'error'")
+            assert page.locator("#status").inner_text() == "then needs within SECONDS"
+            page.fill("#then", "")
+            page.click("#stats-button")
+            _until(page, "document.querySelectorAll('#rows tbody tr.stats').length === 2")
+            assert page.locator("#status").inner_text() == (
+                "“red square”: 7.50 s on screen in 2 videos, 2 tracks, at most 1 at once"
+            )
+
             # A parameter FastAPI refuses (q over 200 characters) is said in one line.
             page.goto(server.url + "?q=" + "a" * 201)
             _until(page, "document.getElementById('status').className === 'error'")

@@ -1,4 +1,5 @@
-"""`vidlake query`, `info`, `reindex`, `export` and `preview`: thin layers over vidlake.query."""
+"""`vidlake query`, `stats`, `sql`, `info`, `reindex`, `export` and `preview`: thin layers
+over vidlake.query."""
 
 from __future__ import annotations
 
@@ -51,7 +52,51 @@ FLAGS = {
     "with_concepts": "--with",
     "same_frame": "--same-frame",
     "order_by": "--order",
+    "then": "--then",
+    "within": "--within",
+    "min_duration": "--min-duration",
+    "min_area": "--min-area",
+    "region": "--region",
+    "phrase": "PHRASE",
 }
+# The columns `query` shows in its table, per kind of hit (Query.kind): (header, column).
+SHOWN = {
+    "clips": [
+        ("video", "video_uri"),
+        ("start s", "start_s"),
+        ("end s", "end_s"),
+        ("objects", "n_objects"),
+        ("best score", "max_score"),
+        ("concept", "concept"),
+        ("clip", "clip_id"),
+    ],
+    "tracks": [
+        ("video", "video_uri"),
+        ("start s", "start_s"),
+        ("end s", "end_s"),
+        ("duration s", "duration_s"),
+        ("largest area", "max_area"),
+        ("best score", "max_score"),
+        ("concept", "concept"),
+        ("track", "track_id"),
+    ],
+    "sequences": [
+        ("video", "video_uri"),
+        ("tracks", "concepts"),
+        ("starts s", "starts_s"),
+        ("ends s", "ends_s"),
+        ("score", "max_score"),
+        ("track ids", "track_ids"),
+    ],
+    "frames": [
+        ("video", "video_uri"),
+        ("most at once", "n_objects"),
+        ("first s", "start_s"),
+        ("last s", "end_s"),
+        ("times s", "times_s"),
+    ],
+}
+WHAT = {"clips": "clip", "tracks": "track", "sequences": "sequence", "frames": "video"}
 
 
 def _open(index_uri: str, storage_option: list[str] | None, as_of: int | None = None):
@@ -99,8 +144,23 @@ def _far_from_every_concept(engine, concept: str) -> str:
     )
 
 
+def _cell(value) -> str:
+    """A value as a table or CSV cell: seconds and scores to 2-3 decimals, lists joined."""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else ""
+    return str(value)
+
+
 def _print_rows(
-    hits, match: str, title: str, as_json: bool, as_csv: bool, limit: int | None = None
+    hits,
+    match: str,
+    title: str,
+    as_json: bool,
+    as_csv: bool,
+    limit: int | None = None,
+    kind: str = "clips",
 ) -> None:
     """HITS (an Arrow table of clips) with a `match` column, as JSON, CSV or a table.
 
@@ -118,32 +178,40 @@ def _print_rows(
         fields = [*hits.column_names, "match"]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        # List columns (a sequence's tracks, a video's times) as JSON arrays.
+        writer.writerows(
+            {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows
+        )
     elif rows:
-        out.print(_table(rows, title))
+        out.print(_table(rows, title, kind))
     if more:
         note = err if (as_json or as_csv) else out
         note.print(f"showing the first {limit} of more; raise --limit", markup=False)
 
 
-def _table(rows: list[dict], title: str) -> Table:
+def _table(rows: list[dict], title: str, kind: str = "clips") -> Table:
     # Cells are Text: names and phrases are the user's, never markup. Names wrap rather than
-    # being cut; the clip id is never wrapped (`preview` takes it), unless the terminal is too
-    # narrow for the table at all, where it folds rather than losing characters.
+    # being cut; the clip or track id is never wrapped (`preview` takes a clip id), unless the
+    # terminal is too narrow for the table at all, where it folds rather than losing characters.
     table = Table(title=plain(title))
-    for col in ("video", "start s", "end s", "objects", "best score", "concept"):
-        table.add_column(col, overflow="fold")
-    table.add_column("clip", no_wrap=True, overflow="fold")
+    columns = SHOWN[kind]
+    for header, column in columns:
+        if column.endswith("_id"):
+            table.add_column(header, no_wrap=True, overflow="fold")
+        else:
+            table.add_column(header, overflow="fold")
     for r in rows:
-        table.add_row(
-            plain(Path(r["video_uri"]).name),
-            f"{r['start_s']:.2f}",
-            f"{r['end_s']:.2f}",
-            str(r["n_objects"]),
-            f"{r['max_score']:.3f}",
-            plain(r["concept"]),
-            plain(r["clip_id"]),
-        )
+        cells = []
+        for _, column in columns:
+            value = r[column]
+            if column == "video_uri":
+                value = Path(value).name
+            elif column in ("max_score", "max_area") and isinstance(value, float):
+                value = f"{value:.3f}"
+            elif column in ("start_s", "end_s", "duration_s") and isinstance(value, float):
+                value = f"{value:.2f}"
+            cells.append(plain(_cell(value)))
+        table.add_row(*cells)
     return table
 
 
@@ -161,9 +229,40 @@ def query(
         typer.Option("--with", help="Another phrase that must appear in the same clip."),
     ] = None,
     same_frame: Annotated[
-        bool, typer.Option("--same-frame", help="--with phrases in one same sampled frame.")
+        bool,
+        typer.Option(
+            "--same-frame",
+            help="--with phrases in one sampled frame; without --with, --min-count objects on "
+            "one frame anywhere in the video (hits: videos, with the times).",
+        ),
     ] = False,
-    limit: Annotated[int, typer.Option(help="At most this many clips.")] = 100,
+    then: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--then",
+            help="A phrase whose track starts within --within seconds after the previous "
+            "phrase's track starts (repeat for a sequence); hits are the tracks' sequences.",
+        ),
+    ] = None,
+    within: Annotated[
+        float | None, typer.Option(help="Seconds between one track's start and the next's.")
+    ] = None,
+    min_duration: Annotated[
+        float | None,
+        typer.Option(help="Only tracks visible this many seconds (first to last frame)."),
+    ] = None,
+    min_area: Annotated[
+        float | None,
+        typer.Option(help="Only tracks whose mask covers this share of the frame (0..1) once."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="x0,y0,x1,y1 (0..1 of width, height): only tracks whose box centre is "
+            "inside on some frame."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many hits.")] = 100,
     order: Annotated[str, typer.Option(help="Order by 'score' (best first) or 'time'.")] = "score",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV rows.")] = False,
@@ -187,9 +286,11 @@ def query(
     """Find the clips where a concept appears; a phrase nobody indexed gives candidates.
 
     Candidates (clips of the nearest indexed concepts) get every filter a phrase's hits get,
-    --with and --same-frame included.
+    --with and --same-frame included. --then/--within, --min-duration, --min-area, --region
+    and --same-frame without --with ask about tracks across the video instead of clips.
     """
-    from vidlake.query.engine import Query, normalize_phrase
+    from vidlake.query.engine import make_query, normalize_phrase
+    from vidlake.query.options import parse_region
 
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive")
@@ -197,24 +298,33 @@ def query(
         raise UsageError("--verify writes to the index; it cannot run with --as-of")
     if max_clips < 1:
         raise UsageError(f"--max-clips must be >= 1, got {max_clips}")
-    concept = normalize_phrase(phrase)
-    q = Query(
-        phrase=concept,
+    concept = normalize_phrase(phrase, "PHRASE")
+    q = make_query(
+        concept,
         min_score=min_score,
         min_presence=min_presence,
         limit=limit,
         videos=tuple(video or ()),
         between=between,
         min_count=min_count,
-        with_concepts=tuple(normalize_phrase(p, "--with") for p in with_ or ()),
+        with_concepts=tuple(with_ or ()),
         same_frame=same_frame,
         order_by=order,
+        then=tuple(then or ()),
+        within=within,
+        min_duration=min_duration,
+        min_area=min_area,
+        region=None if region is None else parse_region(region),
         names=FLAGS,
     )
     # One row more than printed: it tells a result cut at --limit from one that ends there.
     one_more = dataclasses.replace(q, limit=limit + 1)
     engine = _open(index_uri, storage_option, as_of)
     engine.check_with_concepts(q)  # before any candidate search or --verify run
+    for other in q.then:
+        engine.check_indexed(other, "--then")
+    if q.kind != "clips" and not verify:
+        engine.check_indexed(concept, "PHRASE", tracks=True)
     note = err if (as_json or as_csv) else out
     result = None
     if not engine.is_indexed(concept):
@@ -286,10 +396,11 @@ def query(
             markup=False,
             soft_wrap=True,
         )
-    models = engine.hit_models(hits.slice(0, limit))
+    what = WHAT[q.kind]
+    models = engine.hit_models(hits.slice(0, limit)) if "video_id" in hits.column_names else {}
     if len(models) > 1:
         # A change of --model is partial: the hits' scores are not on one scale.
-        mixed = ", ".join(f"{m} ({counted(n, 'clip')})" for m, n in models.items())
+        mixed = ", ".join(f"{m} ({counted(n, what)})" for m, n in models.items())
         note.print(
             f"these hits mix {len(models)} models: {mixed}; rerun the index job with the new "
             "--model to finish the migration",
@@ -297,11 +408,112 @@ def query(
             soft_wrap=True,
         )
     if not hits.num_rows and not (as_json or as_csv):
-        out.print(f"no clips with {concept!r}", markup=False)
+        out.print(f"no {what}s with {concept!r}", markup=False)
     shown = min(hits.num_rows, limit)
-    _print_rows(hits, "hit", f"{counted(shown, 'clip')} with {concept!r}", as_json, as_csv, limit)
+    title = f"{counted(shown, what)} with {concept!r}"
+    _print_rows(hits, "hit", title, as_json, as_csv, limit, q.kind)
     if result is not None and result.failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    phrase: Annotated[str, typer.Argument(help="The concept, e.g. 'red umbrella'.")],
+    index_uri: IndexOpt,
+    min_score: Annotated[float, typer.Option(help="Only tracks whose best score is this.")] = 0.0,
+    video: VideoOpt = None,
+    between: BetweenOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_of: AsOfOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Screen time of a concept per video: seconds on screen, first and last appearance,
+    tracks, most objects on one frame; and the totals."""
+    from vidlake.query.engine import make_query, normalize_phrase
+
+    concept = normalize_phrase(phrase, "PHRASE")
+    # Checked as `query` checks them, named by these flags.
+    make_query(
+        concept, min_score=min_score, videos=tuple(video or ()), between=between, names=FLAGS
+    )
+    engine = _open(index_uri, storage_option, as_of)
+    result = engine.stats(concept, min_score=min_score, videos=tuple(video or ()), between=between)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    if not result.n_videos:
+        out.print(f"no tracks of {concept!r}", markup=False)
+        return
+    table = Table(title=plain(f"{concept!r} in {counted(result.n_videos, 'video')}"))
+    for header in ("video", "screen time s", "first s", "last s", "tracks", "most at once"):
+        table.add_column(header, overflow="fold")
+    for r in result.videos.to_pylist():
+        table.add_row(
+            plain(Path(r["video_uri"]).name),
+            f"{r['screen_time_s']:.2f}",
+            f"{r['first_s']:.2f}",
+            f"{r['last_s']:.2f}",
+            str(r["n_tracks"]),
+            str(r["max_at_once"]),
+        )
+    table.add_row(
+        plain("total"),
+        f"{result.screen_time_s:.2f}",
+        "",
+        "",
+        str(result.n_tracks),
+        str(result.max_at_once),
+    )
+    out.print(table)
+
+
+@app.command()
+def sql(
+    statement: Annotated[
+        str,
+        typer.Argument(
+            help="A DuckDB SQL statement over the tables videos, clips, masklets, "
+            "concept_hits, tracks, runs, concepts (committed rows only)."
+        ),
+    ],
+    index_uri: IndexOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of rows.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV rows.")] = False,
+    as_of: AsOfOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Run SQL (DuckDB) over the index's committed rows."""
+    if as_json and as_csv:
+        raise UsageError("--json and --csv are exclusive")
+    engine = _open(index_uri, storage_option, as_of)
+    result = engine.sql(statement)
+    rows = result.to_pylist()
+    if as_json:
+        print(json.dumps(rows, indent=2, default=_json_default))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=result.column_names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {
+                k: json.dumps(v, default=_json_default) if isinstance(v, list | dict) else v
+                for k, v in r.items()
+            }
+            for r in rows
+        )
+    else:
+        table = Table(title=plain(counted(len(rows), "row")))
+        for name in result.column_names:
+            table.add_column(plain(name), overflow="fold")
+        for r in rows:
+            table.add_row(*(plain(_cell(v)) for v in r.values()))
+        out.print(table)
+
+
+def _json_default(value):
+    """JSON of what SQL may return besides numbers and strings: bytes, times, decimals."""
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 commits are slow, so that committing never becomes the job's serial bottleneck.
 
 A commit is one Lance transaction per table: the videos' fragments appended to `clips`,
-`masklets` and `concept_hits`, their stitched track ids merged into `masklets`, and last
+`masklets` and `concept_hits`, their stitched track ids merged into `masklets`, their `tracks`
+rows (one per stitched track, made by the driver from the stitching) appended, and last
 their `videos` rows (the commit markers readers trust). Each video is still all or nothing;
 grouping only decides how many finished videos wait for the next commit, and a killed job
 redoes those.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+
+import pyarrow as pa
 
 from vidlake.store.tables import PER_VIDEO_TABLES, IndexStore
 
@@ -40,6 +43,7 @@ class VideoCommitter:
         self.clock = clock
         self.fragments: dict[str, list[bytes]] = defaultdict(list)
         self.tracks: dict[str, str] = {}
+        self.track_rows: list[pa.Table] = []
         self.rows: list[dict] = []
         self.n_commits = 0
         self.commit_s = 0.0  # seconds spent committing, summed
@@ -52,12 +56,16 @@ class VideoCommitter:
         row: dict,
         fragments: dict[str, list[bytes]] | None = None,
         tracks: dict[str, str] | None = None,
+        track_rows: pa.Table | None = None,
     ) -> None:
         """Queues a finished video: its `videos` row, fragments (table -> pickled fragment
-        lists from `write_fragments`) and stitched track ids (masklet_id -> track_id)."""
+        lists from `write_fragments`), stitched track ids (masklet_id -> track_id) and its
+        `tracks` rows."""
         for table, blobs in (fragments or {}).items():
             self.fragments[table].extend(blobs)
         self.tracks.update(tracks or {})
+        if track_rows is not None and track_rows.num_rows:
+            self.track_rows.append(track_rows)
         self.rows.append(row)
 
     @property
@@ -86,6 +94,9 @@ class VideoCommitter:
                 self._unindexed += n
         store.set_track_ids(self.tracks)
         self.tracks.clear()
+        if self.track_rows:
+            store.append_rows("tracks", pa.concat_tables(self.track_rows))
+            self.track_rows.clear()
         store.upsert_videos(self.rows)
         self.rows.clear()
         if self._unindexed >= FRAGMENTS_PER_INDEX_UPDATE or self.n_commits == 0:

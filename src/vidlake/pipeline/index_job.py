@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from vidlake.config import IndexConfig, option_name
 from vidlake.errors import EmptySourceError, UsageError, VidlakeError, one_line
 from vidlake.operators.stitch import stitch_tracks
@@ -617,10 +619,22 @@ def _queue_video(
             n_masklets=n_masklets,
         )
         summary.n_indexed += 1
+    summaries = pa.concat_tables(
+        [pickle.loads(r["summary"]) for r in rows if r["summary"]]
+        or [schema.MASKLET_SUMMARY.empty_table()]
+    )
+    if summaries.num_rows:
+        ids = summaries.column("masklet_id").to_pylist()
+        summaries = summaries.set_column(
+            summaries.schema.get_field_index("track_id"),
+            "track_id",
+            pa.array([tracks.get(m, stable_id("track", vid, m)) for m in ids], pa.string()),
+        )
     committer.add(
         video_row,
         fragments,
         {m: t for m, t in tracks.items() if t != stable_id("track", vid, m)},
+        schema.track_table(summaries),
     )
     summary.n_clips += len(rows)
     summary.n_masklets += n_masklets

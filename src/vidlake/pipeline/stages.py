@@ -343,6 +343,7 @@ def write_batch(
     comes out with its clip's boundary (masks on its overlap frames) for stitching; the
     fragments ride on the first row of each video's group.
     """
+    from vidlake.store.schema import masklet_summaries
     from vidlake.store.tables import write_fragments
 
     rows = batch.to_pylist()
@@ -351,13 +352,15 @@ def write_batch(
     for row in rows:
         base = {k: row[k] for k in _PASSED_TO_DRIVER}
         if row["error"]:
-            out.append({**base, "fragments": b"", "boundary": b"", "n_masklets": 0})
+            out.append({**base, "fragments": b"", "boundary": b"", "summary": b"", "n_masklets": 0})
             continue
         tables = pickle.loads(row["tables"])
         result = {
             **base,
             "fragments": pickle.dumps({}),
             "boundary": pickle.dumps(_boundary(tables, overlap_s)),
+            # Per-masklet times, centres and areas: the driver makes the `tracks` rows of them.
+            "summary": pickle.dumps(masklet_summaries(tables["masklets"], tables["clips"])),
             "n_masklets": tables["masklets"].num_rows,
         }
         if row.get("segment_concepts"):  # a video gaining concepts has its clips rows already
@@ -385,6 +388,7 @@ WRITE_OUTPUT = pa.schema(
         ("error", pa.string()),
         ("fragments", pa.binary()),
         ("boundary", pa.binary()),
+        ("summary", pa.binary()),
         ("n_masklets", pa.int64()),
         ("model_start", pa.float64()),
         ("model_s", pa.float64()),

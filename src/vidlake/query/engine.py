@@ -24,11 +24,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidlake.checks import in_order, same_frame_has_with
+from vidlake.checks import in_order
 from vidlake.checks import real as _real
 from vidlake.checks import strings as _strings
 from vidlake.checks import whole as _whole
 from vidlake.errors import UsageError
+from vidlake.query.options import check_track_options
+from vidlake.query.tracks import (
+    Stats,
+    find_frames,
+    find_sequences,
+    find_tracks,
+    track_stats,
+    tracks_dataset,
+)
 from vidlake.store.schema import (
     CONCEPT_SOURCE_VERIFIED,
     STATUS_FAILED,
@@ -108,7 +117,25 @@ class Query:
     with_concepts: tuple[str, ...] = ()
     same_frame: bool = False
     order_by: Literal["score", "time"] = "score"
+    then: tuple[str, ...] = ()
+    within: float | None = None
+    min_duration: float | None = None
+    min_area: float | None = None
+    region: tuple[float, float, float, float] | None = None
     names: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kind(self) -> Literal["clips", "tracks", "sequences", "frames"]:
+        """What a hit is: a clip; a track (min_duration, min_area, region); a sequence of
+        tracks (then); the frames of a video where min_count objects show at once
+        (same_frame without with_concepts)."""
+        if self.then:
+            return "sequences"
+        if self.same_frame and not self.with_concepts:
+            return "frames"
+        if self.min_duration is not None or self.min_area is not None or self.region:
+            return "tracks"
+        return "clips"
 
     def name(self, argument: str) -> str:
         """ARGUMENT (a field name) as the caller's interface names it."""
@@ -148,20 +175,32 @@ class Query:
             )
         if not isinstance(self.same_frame, bool):
             raise UsageError(f"{name('same_frame')} must be True or False, got {self.same_frame!r}")
-        same_frame_has_with(
-            self.same_frame, self.with_concepts, name("same_frame"), name("with_concepts")
-        )
+        object.__setattr__(self, "then", _strings(name("then"), self.then))
+        check_track_options(self)
 
 
 def make_query(
-    phrase: str, *, with_concepts: str | Sequence[str] = (), **arguments: object
+    phrase: str,
+    *,
+    with_concepts: str | Sequence[str] = (),
+    then: str | Sequence[str] = (),
+    names: Mapping[str, str] | None = None,
+    **arguments: object,
 ) -> Query:
-    """A Query of PHRASE and `search`'s keyword ARGUMENTS, its phrases normalized."""
+    """A Query of PHRASE and `search`'s keyword ARGUMENTS, its phrases normalized.
+
+    NAMES: how the caller names the arguments (see `Query`), for the messages.
+    """
+    names = names or {}
+    name_with = names.get("with_concepts", "with_concepts")
+    name_then = names.get("then", "then")
     return Query(
         phrase=normalize_phrase(phrase),
         with_concepts=tuple(
-            normalize_phrase(p, "with_concepts") for p in _strings("with_concepts", with_concepts)
+            normalize_phrase(p, name_with) for p in _strings(name_with, with_concepts)
         ),
+        then=tuple(normalize_phrase(p, name_then) for p in _strings(name_then, then)),
+        names=names,
         **arguments,  # type: ignore[arg-type]  # Query checks each value and names it
     )
 
@@ -385,10 +424,26 @@ class ConceptIndex:
         with_concepts: str | Sequence[str] = (),
         same_frame: bool = False,
         order_by: Literal["score", "time"] = "score",
+        then: str | Sequence[str] = (),
+        within: float | None = None,
+        min_duration: float | None = None,
+        min_area: float | None = None,
+        region: tuple[float, float, float, float] | str | None = None,
     ) -> pa.Table:
-        """Clips where PHRASE was found, as an Arrow table of HIT_COLUMNS (see `Query`).
+        """Where PHRASE was found, as an Arrow table (see `Query`); what a row is depends on
+        the options (`Query.kind`):
 
-        order_by "score": best score first; "time": by video URI, then start time. Only clips
+        - clips (HIT_COLUMNS), by default;
+        - tracks (tracks.TRACK_COLUMNS: start, end, duration), with min_duration (seconds
+          from its first to its last sampled frame), min_area (mask over frame area, on some
+          frame) or region ((x0, y0, x1, y1) fractions of the frame: the box centre inside on
+          some frame);
+        - sequences of tracks (tracks.SEQUENCE_SCHEMA), with then: a track of each `then`
+          phrase starting within `within` seconds after the previous track starts;
+        - frames (tracks.FRAME_SCHEMA), with same_frame and no with_concepts: the videos where
+          min_count objects show on one sampled frame, and the times they do.
+
+        order_by "score": best score first; "time": by video URI, then start time. Only rows
         of videos with an `indexed` row are returned: rows of a video whose job was killed
         before its commit marker are invisible here.
         """
@@ -403,21 +458,54 @@ class ConceptIndex:
             with_concepts=with_concepts,
             same_frame=same_frame,
             order_by=order_by,
+            then=then,
+            within=within,
+            min_duration=min_duration,
+            min_area=min_area,
+            region=region,
         )
         return self.run(query)
 
+    def stats(
+        self,
+        phrase: str,
+        *,
+        min_score: float = 0.0,
+        videos: str | Sequence[str] | None = None,
+        between: tuple[float, float] | None = None,
+    ) -> Stats:
+        """Screen time of PHRASE per video, and totals, from its tracks (`tracks.track_stats`)."""
+        query = make_query(phrase, min_score=min_score, videos=videos, between=between, limit=None)
+        self.check_indexed(query.phrase, query.name("phrase"), tracks=True)
+        return track_stats(self, query)
+
+    def sql(self, statement: str) -> pa.Table:
+        """The result of a DuckDB SQL STATEMENT over this snapshot's committed rows (see
+        `query.sql`)."""
+        from vidlake.query.sql import run_sql
+
+        return run_sql(self, statement)
+
     def run(self, query: Query) -> pa.Table:
-        """The hits of a validated Query (a UsageError if a with_concepts phrase is unknown)."""
+        """The hits of a validated Query (a UsageError if a with_concepts or then phrase is
+        unknown, or if a time or track query's phrase is)."""
         self.check_with_concepts(query)
-        hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
+        if query.kind != "clips":
+            self.check_indexed(query.phrase, query.name("phrase"), tracks=True)
+            for other in query.then:
+                self.check_indexed(other, query.name("then"))
+            tracks_dataset(self)
+            if query.kind == "tracks":
+                return find_tracks(self, query)
+            if query.kind == "sequences":
+                return find_sequences(self, query)
+            return find_frames(self, query)
+        if query.with_concepts:
+            hits = self._co_occurring(query)
+        else:
+            hits = self._lookup(query.phrase, self._where(query), HIT_COLUMNS)
         if query.videos and hits.num_rows:
             hits = hits.filter(_glob_mask(hits.column("video_uri"), query.videos))
-        for other in query.with_concepts:
-            if not hits.num_rows:
-                break
-            where = self._where(query, filters=False)
-            clips = self._lookup(other, where, ["clip_id"]).column("clip_id")
-            hits = hits.filter(pc.is_in(hits.column("clip_id"), value_set=clips))
         if query.same_frame and hits.num_rows:
             keep = self._same_frame_clips(
                 hits.column("clip_id").to_pylist(), (query.phrase, *query.with_concepts), query
@@ -435,6 +523,18 @@ class ConceptIndex:
             # The top rows only, then sorted: cheaper than sorting every hit of a common concept.
             hits = hits.take(pc.select_k_unstable(hits, k=query.limit, sort_keys=order))
         return hits.sort_by(order)
+
+    def check_indexed(self, phrase: str, name: str, tracks: bool = False) -> None:
+        """UsageError naming the option NAME when a lookup cannot answer PHRASE; TRACKS: the
+        question is about its tracks, which candidates (clips of neighbours) cannot answer."""
+        if self.is_indexed(phrase):
+            return
+        near = ", ".join(c.concept for c in self.candidates(phrase, n=3))
+        why = "; time and track queries need an indexed concept" if tracks else ""
+        raise UsageError(
+            f"{name} {phrase!r} is not an indexed concept{why}"
+            + (f" (nearest: {near})" if near else " (the index has no concepts near it)")
+        )
 
     def check_with_concepts(self, query: Query) -> None:
         """UsageError naming QUERY's with_concepts phrase that a lookup cannot answer.
@@ -473,6 +573,35 @@ class ConceptIndex:
         if "video_id" not in columns:
             hits = hits.drop_columns(["video_id"])
         return hits.select(columns)
+
+    def _co_occurring(self, query: Query) -> pa.Table:
+        """Committed HIT_COLUMNS rows of the phrase's clips where each with_concepts phrase
+        has a hit too.
+
+        Keys first, whole rows last: the phrase's clip ids (with their row ids) and each other
+        phrase's clip ids are read and intersected, and only the rows left are read whole.
+        Two common concepts have tens of thousands of hits each but share a few hundred clips
+        (bench/RESULTS.md). The other phrases' rows need no commit check: a clip id belongs
+        to one video, whose commit the phrase's rows were checked for.
+        """
+        ds = self.dataset("concept_hits")
+        if ds is None:
+            return HIT_SCHEMA.empty_table()
+        where = self._where(query)
+        full = f"concept = {_sql_str(query.phrase)}" + (f" AND {where}" if where else "")
+        keys = ds.to_table(columns=["clip_id"], filter=full, with_row_id=True)
+        for other in query.with_concepts:
+            if not keys.num_rows:
+                break
+            where = self._where(query, filters=False)
+            full = f"concept = {_sql_str(other)}" + (f" AND {where}" if where else "")
+            clips = ds.to_table(columns=["clip_id"], filter=full).column("clip_id")
+            keys = keys.filter(pc.is_in(keys.column("clip_id"), value_set=clips))
+        if not keys.num_rows:
+            return HIT_SCHEMA.empty_table()
+        row_ids = pc.sort_indices(keys.column("_rowid"))
+        rows = ds._take_rows(keys.column("_rowid").take(row_ids).combine_chunks(), HIT_COLUMNS)
+        return self.only_committed(rows).select(HIT_COLUMNS)
 
     def _same_frame_clips(self, clip_ids: list[str], concepts: tuple[str, ...], query: Query):
         """Clips among CLIP_IDS with one sampled frame where every concept has an object."""

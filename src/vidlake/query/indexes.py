@@ -2,6 +2,9 @@
 
 - `concept_hits.concept`: a BITMAP scalar index (a concept lookup reads only its rows), plus the
   clip_id/masklet_id BTREEs that `IndexStore.build_indexes` makes.
+- `tracks.concept`: a BITMAP too, the table clustered by concept like concept_hits (time and
+  track queries read one concept's tracks). An index older than the table gets it first
+  (`IndexStore.ensure_tracks`, from its masklets).
 - `concepts`: one row per indexed concept (the vocabulary, and phrases verified at query time)
   with its clip count and all-MiniLM-L6-v2 text embedding; a full-text (INVERTED) index on the
   name and a vector index on the embedding find the neighbours of a phrase nobody indexed.
@@ -36,13 +39,21 @@ CLUSTERED_ROWS_PER_FILE = 1 << 26  # one file, so a clustered table is a single 
 
 def refresh_indexes(store: IndexStore) -> None:
     """Builds every index queries use, covering all committed rows; works on an empty index."""
+    store.ensure_tracks()
     cluster_concept_hits(store)
+    cluster_by_concept(store, "tracks", ("video_id", "start_s"))
     store.build_indexes()
     refresh_concepts(store)
 
 
 def cluster_concept_hits(store: IndexStore) -> bool:
-    """Rewrites `concept_hits` sorted by concept (one Lance Rewrite); False if already so.
+    """Rewrites `concept_hits` sorted by concept (see `cluster_by_concept`)."""
+    return cluster_by_concept(store, "concept_hits", ("clip_id",))
+
+
+def cluster_by_concept(store: IndexStore, name: str, then: tuple[str, ...]) -> bool:
+    """Rewrites table NAME sorted by concept, then THEN (one Lance Rewrite); False if already
+    sorted by concept.
 
     The bitmap index finds a concept's rows in microseconds, but reading rows scattered over
     the table costs a page decode per row and column (~80 ms for 400 rows of 10M); clustered,
@@ -52,7 +63,7 @@ def cluster_concept_hits(store: IndexStore) -> bool:
     """
     from lance.fragment import write_fragments
 
-    ds = store.dataset("concept_hits")
+    ds = store.dataset(name)
     fragments = ds.get_fragments()
     if not fragments:
         return False
@@ -60,7 +71,7 @@ def cluster_concept_hits(store: IndexStore) -> bool:
         concepts = ds.to_table(columns=["concept"]).column("concept").combine_chunks()
         if len(concepts) < 2 or pc.all(pc.less_equal(concepts[:-1], concepts[1:])).as_py():
             return False
-    table = ds.to_table().sort_by([("concept", "ascending"), ("clip_id", "ascending")])
+    table = ds.to_table().sort_by([("concept", "ascending"), *((c, "ascending") for c in then)])
     new = write_fragments(
         table,
         ds.uri,
@@ -78,7 +89,7 @@ def cluster_concept_hits(store: IndexStore) -> bool:
         read_version=ds.version,
         storage_options=store.storage_options,
     )
-    log.info("clustered concept_hits by concept: %d rows", table.num_rows)
+    log.info("clustered %s by concept: %d rows", name, table.num_rows)
     return True
 
 

@@ -21,12 +21,12 @@ import pyarrow.compute as pc
 
 from vidlake.errors import UsageError
 from vidlake.records import stable_id
-from vidlake.store.schema import STATUS_INDEXED
+from vidlake.store.schema import STATUS_INDEXED, masklet_summaries, track_table
 from vidlake.store.tables import IndexStore, write_fragments
 
 log = logging.getLogger(__name__)
 
-VERIFIED_TABLES = ("masklets", "concept_hits")
+VERIFIED_TABLES = ("masklets", "tracks", "concept_hits")
 
 
 @dataclass
@@ -162,7 +162,9 @@ def write_verified(
         masklets = masklets.set_column(
             masklets.schema.get_field_index("track_id"), "track_id", pa.array(tracks)
         )
-    written = {"masklets": masklets, "concept_hits": tables["concept_hits"]}
+    # Each verified masklet is a track of its own (verification sees single clips, unstitched).
+    tracks = track_table(masklet_summaries(masklets, tables["clips"]))
+    written = {"masklets": masklets, "tracks": tracks, "concept_hits": tables["concept_hits"]}
     fragments = write_fragments(index_uri, written, storage_options)
     return {
         **out,
@@ -190,6 +192,7 @@ def verify_phrase(
     from vidlake.pipeline import stages
     from vidlake.pipeline.index_job import init_ray, stream_rows
 
+    store.ensure_tracks()  # an index older than the tracks table gets it before new rows
     rows = clip_rows(store, clip_ids, skip_concept=phrase)
     if model is None:
         model = recorded_model(store, sorted({r["video_id"] for r in rows} or set(clip_ids)))

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vidlake import __version__
-from vidlake.checks import in_order, same_frame_has_with
+from vidlake.checks import in_order
 from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
 from vidlake.query.engine import Query as SearchQuery
@@ -56,6 +56,14 @@ DEFAULT_VERIFY_CLIPS = 20
 PREVIEW_CONCURRENCY = 2
 REFRESH_S = 10.0
 FAR_FUTURE_S = 1e12  # the open end of a one-sided time range
+# How /search names Query's arguments in its 400s: its parameters.
+HTTP_NAMES = {
+    "with_concepts": "with",
+    "videos": "video",
+    "order_by": "order",
+    "phrase": "q",
+    "then": "then",
+}
 
 # The results page: (file in vidlake/serve/static, media type) by URL path. Public: no index data.
 STATIC_FILES = {
@@ -91,6 +99,71 @@ class Hit(BaseModel):
     )
 
 
+class TrackHit(BaseModel):
+    """A track (kind "tracks"): one object followed across the video."""
+
+    video_id: str
+    video_uri: str
+    video_name: str
+    track_id: str
+    concept: str
+    start_s: float = Field(description="Its first sampled frame (s).")
+    end_s: float = Field(description="Its last sampled frame (s).")
+    duration_s: float
+    n_frames: int
+    max_score: float | None
+    max_area: float | None = Field(description="Largest mask area over the frame's area.")
+    match: Literal["hit"]
+
+
+class SequenceHit(BaseModel):
+    """Tracks one after the other (kind "sequences"): the phrase's, then each `then` phrase's."""
+
+    video_id: str
+    video_uri: str
+    video_name: str
+    start_s: float
+    end_s: float
+    max_score: float | None = Field(description="The lowest of its tracks' best scores.")
+    concepts: list[str]
+    track_ids: list[str]
+    starts_s: list[float]
+    ends_s: list[float]
+    match: Literal["hit"]
+
+
+class FrameHit(BaseModel):
+    """A video with frames showing min_count objects at once (kind "frames")."""
+
+    video_id: str
+    video_uri: str
+    video_name: str
+    concept: str
+    n_objects: int = Field(description="The most objects on one frame of the video.")
+    start_s: float
+    end_s: float
+    times_s: list[float] = Field(description="Every sampled time the count is reached.")
+    match: Literal["hit"]
+
+
+class VideoStats(BaseModel):
+    video_id: str
+    video_uri: str
+    video_name: str
+    screen_time_s: float
+    first_s: float
+    last_s: float
+    n_tracks: int
+    max_at_once: int
+
+
+class StatsResponse(BaseModel):
+    phrase: str
+    index_version: int
+    videos: list[VideoStats]
+    totals: dict[str, float]
+
+
 class CandidateConcept(BaseModel):
     concept: str
     similarity: float
@@ -101,11 +174,15 @@ class CandidateConcept(BaseModel):
 class SearchResponse(BaseModel):
     phrase: str
     index_version: int
+    kind: Literal["clips", "tracks", "sequences", "frames"] = Field(
+        description="What a hit is: set by then/within, min_duration, min_area, region, and "
+        "same_frame without `with`."
+    )
     indexed: bool = Field(description="Whether the phrase is a lookup (vocabulary or verified).")
     verified_on: int | None = Field(
         description="Clips checked, when the phrase was verified at query time only."
     )
-    hits: list[Hit]
+    hits: list[Hit | TrackHit | SequenceHit | FrameHit]
     candidates: list[CandidateConcept]
 
 
@@ -380,6 +457,19 @@ def _hit_rows(table, match: str) -> list[dict]:
     return rows
 
 
+def _between(start_s: float | None, end_s: float | None) -> tuple[float, float] | None:
+    """The (start, end) range of the start_s/end_s parameters (either may be left out); a 400
+    naming them when start_s is after end_s (Query would name its own `between`)."""
+    if start_s is None and end_s is None:
+        return None
+    if start_s is not None and end_s is not None:
+        try:
+            in_order(start_s, end_s, "start_s", "end_s")
+        except UsageError as exc:
+            raise HTTPException(400, str(exc)) from None
+    return (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
+
+
 def _phrases(values: list[str] | None, what: str) -> list[str]:
     out = []
     for value in values or []:
@@ -484,6 +574,11 @@ def build_app(
                 "min_count",
                 "order",
                 "limit",
+                "then",
+                "within",
+                "min_duration",
+                "min_area",
+                "region",
             )
         ],
     )
@@ -512,25 +607,44 @@ def build_app(
         min_count: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1,
         order: Annotated[Literal["score", "time"], Query()] = "score",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        then: Annotated[
+            list[str] | None,
+            Query(
+                max_length=MAX_WITH,
+                description="A phrase whose track starts within `within` s after the previous "
+                "phrase's track starts; repeated: a sequence. Hits are sequences of tracks.",
+            ),
+        ] = None,
+        within: Annotated[float | None, Query(allow_inf_nan=False, description="Seconds.")] = None,
+        min_duration: Annotated[
+            float | None,
+            Query(allow_inf_nan=False, description="Tracks visible this long (s); hits: tracks."),
+        ] = None,
+        min_area: Annotated[
+            float | None,
+            Query(allow_inf_nan=False, description="Tracks whose mask covers this share once."),
+        ] = None,
+        region: Annotated[
+            str | None,
+            Query(
+                max_length=100,
+                description="x0,y0,x1,y1 in 0..1: tracks whose box centre is inside once.",
+            ),
+        ] = None,
     ) -> JSONResponse:
         """Clips where the phrase appears, best first; candidates when it is not indexed.
 
-        Candidates get every filter hits get, `with` and `same_frame` included.
+        Candidates get every filter hits get, `with` and `same_frame` included. then/within,
+        min_duration, min_area, region and same_frame without `with` ask about tracks across
+        the video instead (`kind`), of indexed phrases only.
         """
         engine = snapshot.current()
         phrase = normalize_phrase(q, "q")
         others = _phrases(with_, "with")
+        followers = _phrases(then, "then")
         if any(len(glob) > MAX_PHRASE_CHARS for glob in video or ()):
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
-        try:  # Query checks these too, but names them as its own arguments (with, between)
-            same_frame_has_with(same_frame, others, "same_frame", "`with`")
-            if start_s is not None and end_s is not None:
-                in_order(start_s, end_s, "start_s", "end_s")
-        except UsageError as exc:
-            raise HTTPException(400, str(exc)) from None
-        between = None
-        if start_s is not None or end_s is not None:
-            between = (start_s or 0.0, FAR_FUTURE_S if end_s is None else end_s)
+        between = _between(start_s, end_s)
         # A UsageError of Query's (or of an unknown `with` phrase) is a 400 naming these.
         query = SearchQuery(
             phrase=phrase,
@@ -543,20 +657,28 @@ def build_app(
             with_concepts=tuple(others),
             same_frame=same_frame,
             order_by=order,
-            names={"with_concepts": "with", "videos": "video", "order_by": "order"},
+            then=tuple(followers),
+            within=within,
+            min_duration=min_duration,
+            min_area=min_area,
+            region=region,
+            names=HTTP_NAMES,
         )
         body: dict[str, Any] = {
             "phrase": phrase,
             "index_version": engine.version,
+            "kind": query.kind,
             "indexed": True,
             "verified_on": None,
             "candidates": [],
         }
-        known = (phrase, *others)
+        known = (phrase, *others, *followers)
         if not all(map(engine.is_indexed, known)) and snapshot.refresh_s > 0:
             engine = snapshot.latest()
             body["index_version"] = engine.version
         engine.check_with_concepts(query)
+        if query.kind != "clips":  # tracks of an indexed phrase: no candidates
+            return JSONResponse({**body, "hits": _hit_rows(engine.run(query), "hit")})
         if engine.is_indexed(phrase):
             hits = engine.run(query)
             body["verified_on"] = engine.verified().get(phrase)
@@ -568,6 +690,32 @@ def build_app(
             body["candidates"] = [asdict(c) for c in near]
             body["hits"] = _hit_rows(clips, "candidate")
         return JSONResponse(body)
+
+    @app.get(
+        "/stats",
+        response_model=StatsResponse,
+        dependencies=[_only("q", "min_score", "video", "start_s", "end_s")],
+    )
+    def stats(
+        q: Annotated[str, Query(min_length=1, max_length=MAX_PHRASE_CHARS, description="Phrase.")],
+        min_score: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
+        video: Annotated[list[str] | None, Query(max_length=MAX_WITH)] = None,
+        start_s: Annotated[float | None, Query(ge=0.0, allow_inf_nan=False)] = None,
+        end_s: Annotated[float | None, Query(ge=0.0, allow_inf_nan=False)] = None,
+    ) -> JSONResponse:
+        """Screen time of an indexed phrase per video (first, last, tracks, most at once)."""
+        engine = snapshot.current()
+        phrase = normalize_phrase(q, "q")
+        if not engine.is_indexed(phrase) and snapshot.refresh_s > 0:
+            engine = snapshot.latest()
+        between = _between(start_s, end_s)
+        result = engine.stats(
+            phrase, min_score=min_score, videos=tuple(video or ()), between=between
+        )
+        data = result.to_dict()
+        for row in data["videos"]:
+            row["video_name"] = _video_name(row["video_uri"])
+        return JSONResponse({"phrase": phrase, "index_version": engine.version, **data})
 
     @app.get("/concepts", response_model=ConceptsResponse, dependencies=[_only()])
     def concepts() -> JSONResponse:

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pycocotools import mask as mask_utils
 
 from vidlake.records import ClipResult, ClipSpec, Masklet, VideoInfo, VideoSource, stable_id
 
@@ -152,12 +154,63 @@ RUNS = _schema(
     ]
 )
 
+# One row per stitched track (an object followed across a whole video): what time and track
+# queries read instead of masklets. Per-frame lists hold the track's sampled frames in time
+# order, one entry per source frame (a frame two overlapping clips share counts once).
+# centres: box centres over the frame's width and height (0..1); areas: mask area over frame
+# area. The scalar columns summarise them so that most filters are pushed down to Lance.
+TRACKS = _schema(
+    [
+        ("track_id", pa.string()),
+        ("video_id", pa.string()),
+        ("video_uri", pa.string()),
+        ("concept", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("n_masklets", pa.int32()),
+        ("n_frames", pa.int32()),
+        ("max_score", pa.float32()),
+        ("max_presence", pa.float32()),
+        ("max_area", pa.float32()),
+        ("centre_x_min", pa.float32()),
+        ("centre_x_max", pa.float32()),
+        ("centre_y_min", pa.float32()),
+        ("centre_y_max", pa.float32()),
+        ("frame_times_s", pa.list_(pa.float64())),
+        ("centres_x", pa.list_(pa.float32())),
+        ("centres_y", pa.list_(pa.float32())),
+        ("areas", pa.list_(pa.float32())),
+    ]
+)
+
+# What the write stage sends the driver of each masklet, for the tracks rows: the masklet's
+# per-frame times, normalised box centres and mask areas (lists aligned with frame_times_s).
+MASKLET_SUMMARY = pa.schema(
+    [
+        ("masklet_id", pa.string()),
+        ("video_id", pa.string()),
+        ("video_uri", pa.string()),
+        ("track_id", pa.string()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
+        ("concept", pa.string()),
+        ("score", pa.float32()),
+        ("presence", pa.float32()),
+        ("frame_times_s", pa.list_(pa.float64())),
+        ("centres_x", pa.list_(pa.float32())),
+        ("centres_y", pa.list_(pa.float32())),
+        ("areas", pa.list_(pa.float32())),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
     "clips": CLIPS,
     "masklets": MASKLETS,
     "concept_hits": CONCEPT_HITS,
     "presence": PRESENCE,
+    "tracks": TRACKS,
     "runs": RUNS,
 }
 
@@ -305,6 +358,146 @@ def clip_tables(
         "concept_hits": pa.Table.from_pylist(list(hits.values()), schema=CONCEPT_HITS),
         "presence": pa.Table.from_pylist(presence, schema=PRESENCE),
     }
+
+
+def masklet_summaries(masklets: pa.Table, clips: pa.Table) -> pa.Table:
+    """MASKLET_SUMMARY rows of `masklets` rows, given the `clips` rows they belong to.
+
+    masklets: columns masklet_id, clip_id, video_id, track_id, concept, score, presence,
+    first_s, last_s, frame_idx, boxes, masks. clips: clip_id, video_uri, frame_times_s, width,
+    height (boxes are in pixels of the decoded frames, which is the clip's width x height).
+    A frame without a mask takes its box's area; one without a box has no centre (NaN).
+    """
+    by_clip = {
+        c["clip_id"]: c
+        for c in clips.select(
+            ["clip_id", "video_uri", "frame_times_s", "width", "height"]
+        ).to_pylist()
+    }
+    rows = []
+    columns = ["masklet_id", "clip_id", "video_id", "track_id", "concept", "score", "presence"]
+    columns += ["first_s", "last_s", "frame_idx", "boxes", "masks"]
+    for m in masklets.select(columns).to_pylist():
+        clip = by_clip[m["clip_id"]]
+        width, height = float(clip["width"] or 1), float(clip["height"] or 1)
+        idx = np.asarray(m["frame_idx"] or [], np.int64)
+        times = np.asarray(clip["frame_times_s"] or [], np.float64)[idx] if len(idx) else []
+        boxes = np.asarray(m["boxes"] or [], np.float32).reshape(-1, 4)
+        if len(boxes) == len(idx):
+            cx = (boxes[:, 0] + boxes[:, 2]) / 2 / width
+            cy = (boxes[:, 1] + boxes[:, 3]) / 2 / height
+            box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (width * height)
+        else:
+            cx = cy = box_area = np.full(len(idx), np.nan, np.float32)
+        masks = m["masks"] or []
+        if len(masks) == len(idx) and len(idx):
+            rles = [{"size": list(r["size"]), "counts": r["counts"]} for r in masks]
+            areas = mask_utils.area(rles).astype(np.float64) / (width * height)
+        else:
+            areas = np.nan_to_num(np.asarray(box_area, np.float64))
+        rows.append(
+            {
+                "masklet_id": m["masklet_id"],
+                "video_id": m["video_id"],
+                "video_uri": clip["video_uri"],
+                "track_id": m["track_id"],
+                "first_s": m["first_s"],
+                "last_s": m["last_s"],
+                "concept": m["concept"],
+                "score": m["score"],
+                "presence": m["presence"],
+                "frame_times_s": list(map(float, times)),
+                "centres_x": list(map(float, cx)),
+                "centres_y": list(map(float, cy)),
+                "areas": list(map(float, areas)),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=MASKLET_SUMMARY)
+
+
+def _flat(table: pa.Table, column: str, dtype) -> np.ndarray:
+    return pc.list_flatten(table.column(column)).to_numpy(zero_copy_only=False).astype(dtype)
+
+
+def track_table(summaries: pa.Table) -> pa.Table:
+    """The `tracks` rows of masklet SUMMARIES (MASKLET_SUMMARY rows), one per track_id.
+
+    A track's frames are its masklets' frames in time order, a time two masklets share (the
+    overlap of two clips) once, with the larger area and the first masklet's centre.
+    start_s/end_s: the earliest first_s and latest last_s of its masklets.
+    """
+    if summaries.num_rows == 0:
+        return TRACKS.empty_table()
+    keys, tix = np.unique(
+        np.asarray(summaries.column("track_id").to_pylist(), dtype=object), return_inverse=True
+    )
+    n = len(keys)
+    lengths = pc.list_value_length(summaries.column("frame_times_s")).to_numpy(zero_copy_only=False)
+    lengths = np.nan_to_num(lengths.astype(np.float64)).astype(np.int64)
+    track = np.repeat(tix, lengths)
+    times = _flat(summaries, "frame_times_s", np.float64)
+    cx = _flat(summaries, "centres_x", np.float32)
+    cy = _flat(summaries, "centres_y", np.float32)
+    area = _flat(summaries, "areas", np.float32)
+    # Per (track, time): the largest area first, so the kept entry carries it.
+    order = np.lexsort((-area, times, track))
+    track, times, cx, cy, area = track[order], times[order], cx[order], cy[order], area[order]
+    keep = np.ones(len(times), bool)
+    keep[1:] = (track[1:] != track[:-1]) | (times[1:] != times[:-1])
+    track, times, cx, cy, area = track[keep], times[keep], cx[keep], cy[keep], area[keep]
+    n_frames = np.bincount(track, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(n_frames)]).astype(np.int32)
+    starts = offsets[:-1][n_frames > 0]
+
+    def per_track(values: np.ndarray, ufunc, fill: float) -> np.ndarray:
+        out = np.full(n, fill, np.float32)
+        if len(values):
+            out[n_frames > 0] = ufunc.reduceat(values, starts)
+        return out
+
+    first = np.full(n, np.inf)
+    last = np.full(n, -np.inf)
+    score = np.zeros(n, np.float32)
+    presence = np.zeros(n, np.float32)
+    np.minimum.at(first, tix, summaries.column("first_s").to_numpy(zero_copy_only=False))
+    np.maximum.at(last, tix, summaries.column("last_s").to_numpy(zero_copy_only=False))
+    np.maximum.at(score, tix, summaries.column("score").to_numpy(zero_copy_only=False))
+    np.maximum.at(presence, tix, summaries.column("presence").to_numpy(zero_copy_only=False))
+    head = np.zeros(n, np.int64)  # a masklet of each track, for its video and concept
+    head[tix[::-1]] = np.arange(len(tix))[::-1]
+
+    def lists(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type_))
+
+    def take(column: str) -> pa.Array:
+        return pc.take(summaries.column(column), pa.array(head))
+
+    table = pa.table(
+        {
+            "track_id": pa.array(keys.tolist(), pa.string()),
+            "video_id": take("video_id"),
+            "video_uri": take("video_uri"),
+            "concept": take("concept"),
+            "start_s": pa.array(first),
+            "end_s": pa.array(last),
+            "duration_s": pa.array(last - first),
+            "n_masklets": pa.array(np.bincount(tix, minlength=n).astype(np.int32)),
+            "n_frames": pa.array(n_frames.astype(np.int32)),
+            "max_score": pa.array(score),
+            "max_presence": pa.array(presence),
+            "max_area": pa.array(per_track(area, np.fmax, 0.0)),
+            "centre_x_min": pa.array(per_track(cx, np.fmin, np.nan)),
+            "centre_x_max": pa.array(per_track(cx, np.fmax, np.nan)),
+            "centre_y_min": pa.array(per_track(cy, np.fmin, np.nan)),
+            "centre_y_max": pa.array(per_track(cy, np.fmax, np.nan)),
+            "frame_times_s": lists(times, pa.float64()),
+            "centres_x": lists(cx, pa.float32()),
+            "centres_y": lists(cy, pa.float32()),
+            "areas": lists(area, pa.float32()),
+        },
+        schema=TRACKS,
+    )
+    return table.sort_by([("video_id", "ascending"), ("start_s", "ascending")])
 
 
 # ---- query-side tables (built by vidlake.query.indexes) ----------------------------------------

@@ -26,12 +26,17 @@ from vidlake.store.schema import (
     STATUS_FAILED,
     STATUS_INDEXED,
     TABLES,
+    masklet_summaries,
+    track_table,
 )
 
 log = logging.getLogger(__name__)
 
 DATA_STORAGE_VERSION = "stable"  # Lance's current file format, never the legacy v1 one
+# The tables whose fragments write tasks write per clip batch, and every table holding rows
+# of a video (deleted with it, invisible without its commit marker).
 PER_VIDEO_TABLES = ("clips", "masklets", "concept_hits", "presence")
+VIDEO_ROW_TABLES = (*PER_VIDEO_TABLES, "tracks")
 COMPACT_FRAGMENTS_OVER = 64
 # The keys commits merge_insert on: stitched track ids into masklets, commit markers into
 # videos (see IndexStore.update_key_indexes).
@@ -118,6 +123,7 @@ class IndexStore:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"cannot create the index folder {uri}: {exc.strerror}") from exc
+        store.ensure_tracks()  # an index older than the tracks table: built from its masklets
         for name, schema in TABLES.items():
             try:
                 ds = store.dataset(name)
@@ -151,6 +157,49 @@ class IndexStore:
             # Another job added them between our read and our commit: theirs will do.
             if any(f.name not in self.dataset(table).schema.names for f in missing):
                 raise VidlakeError(f"cannot add columns to {table} of {self.uri}: {exc}") from exc
+
+    def has_table(self, table: str) -> bool:
+        try:
+            self.dataset(table)
+        except (ValueError, OSError, FileNotFoundError):
+            return False
+        return True
+
+    def ensure_tracks(self, videos_per_pass: int = 1000) -> int:
+        """Builds the `tracks` table from the masklets if the index has none; the tracks made.
+
+        The migration of an index written before the table existed (its masklets carry the
+        stitched track ids already). Reads the masklets of VIDEOS_PER_PASS committed videos at
+        a time, and creates the table in one commit at the end, so a killed migration leaves
+        no table and is redone.
+        """
+        if self.has_table("tracks") or not self.has_table("masklets"):
+            return 0  # a new index gets its empty tables from `create`
+        video_ids = sorted(set(self.indexed_video_ids().to_pylist()))
+        columns = ["masklet_id", "clip_id", "video_id", "track_id", "concept", "score"]
+        columns += ["presence", "first_s", "last_s", "frame_idx", "boxes", "masks"]
+        clip_columns = ["clip_id", "video_uri", "frame_times_s", "width", "height"]
+        parts = [TABLES["tracks"].empty_table()]
+        for start in range(0, len(video_ids), videos_per_pass):
+            where = f"video_id IN ({_sql_list(video_ids[start : start + videos_per_pass])})"
+            masklets = self.dataset("masklets").to_table(columns=columns, filter=where)
+            if masklets.num_rows:
+                clips = self.dataset("clips").to_table(columns=clip_columns, filter=where)
+                parts.append(track_table(masklet_summaries(masklets, clips)))
+        tracks = pa.concat_tables(parts)
+        try:
+            lance.write_dataset(
+                tracks,
+                table_uri(self.uri, "tracks"),
+                mode="create",
+                data_storage_version=DATA_STORAGE_VERSION,
+                storage_options=self.storage_options,
+            )
+        except (ValueError, OSError) as exc:  # another job migrated it meanwhile: theirs stays
+            log.debug("tracks table appeared concurrently: %s", exc)
+            return 0
+        log.info("built the tracks table from the masklets: %d tracks", tracks.num_rows)
+        return tracks.num_rows
 
     def _check_version(self, schema: pa.Schema) -> None:
         found = int((schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"0"))
@@ -211,6 +260,16 @@ class IndexStore:
         )
         self.dataset("masklets").merge_insert("masklet_id").when_matched_update_all().execute(table)
 
+    def append_rows(self, table: str, rows: pa.Table) -> None:
+        """Appends ROWS to TABLE as one commit (the driver's small per-video tables)."""
+        lance.write_dataset(
+            rows.cast(TABLES[table]),
+            table_uri(self.uri, table),
+            mode="append",
+            data_storage_version=DATA_STORAGE_VERSION,
+            storage_options=self.storage_options,
+        )
+
     def append_run(self, row: dict) -> None:
         lance.write_dataset(
             pa.Table.from_pylist([row], schema=TABLES["runs"]),
@@ -246,12 +305,13 @@ class IndexStore:
             return
         for start in range(0, len(ids), 500):
             where = f"video_id IN ({_sql_list(ids[start : start + 500])})"
-            tables = (("videos",) if include_video_rows else ()) + PER_VIDEO_TABLES
+            tables = (("videos",) if include_video_rows else ()) + VIDEO_ROW_TABLES
             for table in tables:
                 self.dataset(table).delete(where)
 
     def delete_concepts(self, concepts_of: dict[str, list[str]]) -> int:
-        """Deletes the `masklets` and `concept_hits` rows of these concepts of these videos
+        """Deletes the `masklets`, `concept_hits`, `presence` and `tracks` rows of these
+        concepts of these videos
         (video_id -> concept names); their clips and other concepts stay. Returns how many
         videos had any. Such rows are rare (verified at query time, or left by a killed job):
         the videos that have some are found first, with one read per table by concept (an
@@ -262,7 +322,9 @@ class IndexStore:
             return 0
         concepts = sorted({c for _, c in wanted})
         found: dict[str, set[str]] = {}
-        for table in ("concept_hits", "masklets"):
+        for table in ("concept_hits", "masklets", "presence"):
+            if not self.has_table(table):
+                continue
             rows = self.dataset(table).to_table(
                 columns=["video_id", "concept"], filter=f"concept IN ({_sql_list(concepts)})"
             )
@@ -280,8 +342,10 @@ class IndexStore:
                     f"video_id IN ({_sql_list(ids[start : start + 500])}) "
                     f"AND concept IN ({_sql_list(names)})"
                 )
-                for table in ("concept_hits", "masklets"):  # the index first: hits go first
-                    self.dataset(table).delete(where)
+                # The index first: hits go first.
+                for table in ("concept_hits", "masklets", "presence", "tracks"):
+                    if self.has_table(table):
+                        self.dataset(table).delete(where)
         return len(found)
 
     def next_object_ids(self, video_ids: Iterable[str]) -> dict[str, int]:
@@ -321,7 +385,7 @@ class IndexStore:
         """
         indexed = set(self.indexed_video_ids().to_pylist())
         present = set()
-        for table in PER_VIDEO_TABLES:
+        for table in VIDEO_ROW_TABLES:
             col = self.dataset(table).to_table(columns=["video_id"]).column("video_id")
             present.update(pc.unique(col).to_pylist())
         orphans = present - indexed
@@ -362,9 +426,10 @@ class IndexStore:
 
     def build_indexes(self) -> None:
         """Scalar indexes for the lookups queries make (rebuilt so they cover new fragments)."""
-        hits = self.dataset("concept_hits")
-        if hits.count_rows() > 0:
-            hits.create_scalar_index("concept", "BITMAP", replace=True)
+        for table in ("concept_hits", "tracks"):
+            ds = self.dataset(table)
+            if ds.count_rows() > 0:
+                ds.create_scalar_index("concept", "BITMAP", replace=True)
         for table, column in (("clips", "clip_id"), ("masklets", "clip_id"), *KEY_INDEXES.items()):
             ds = self.dataset(table)
             if ds.count_rows() > 0:
@@ -373,7 +438,7 @@ class IndexStore:
     def compact_if_fragmented(self) -> list[str]:
         """Compacts tables with many small fragments (one per clip is what jobs leave)."""
         compacted = []
-        for table in PER_VIDEO_TABLES + ("videos", "runs"):
+        for table in VIDEO_ROW_TABLES + ("videos", "runs"):
             ds = self.dataset(table)
             if len(ds.get_fragments()) > COMPACT_FRAGMENTS_OVER:
                 ds.optimize.compact_files()

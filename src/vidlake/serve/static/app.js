@@ -1,4 +1,5 @@
-// The vidlake results page: search, a grid of hit thumbnails, a clip's preview and objects.
+// The vidlake results page: search, a grid of hit thumbnails, a clip's preview and objects;
+// time and track options (tracks, sequences, frames as a table) and screen time per video.
 // Plain JavaScript, no build step. Every API call carries the bearer token when one is set;
 // images are fetched the same way (an <img src> cannot send headers) and shown as blob URLs.
 // Index data is only ever written with textContent, never parsed as HTML.
@@ -78,6 +79,104 @@ function clipPath(clipId, suffix) {
   return "/clips/" + encodeURIComponent(clipId) + (suffix || "");
 }
 
+// The time and track options as /search takes them (empty fields are left out): `then`
+// repeated once per phrase of "a; b", the rest as typed, so the API checks and names them.
+function trackOptions(params) {
+  for (const phrase of $("then").value.split(";").map((p) => p.trim()).filter(Boolean)) {
+    params.append("then", phrase);
+  }
+  for (const [id, name] of [
+    ["within", "within"],
+    ["min-duration", "min_duration"],
+    ["min-area", "min_area"],
+    ["region", "region"],
+  ]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  if ($("same-frame").checked) params.set("same_frame", "true");
+  const minCount = parseInt($("min-count").value, 10);
+  if (minCount > 1) params.set("min_count", String(minCount));
+  if ($("order").value !== "score") params.set("order", $("order").value);
+}
+
+function clearResults() {
+  blobUrls.forEach((u) => URL.revokeObjectURL(u));
+  blobUrls = [];
+  $("results").replaceChildren();
+  $("rows").hidden = true;
+  $("rows").tHead.replaceChildren();
+  $("rows").tBodies[0].replaceChildren();
+  $("detail").hidden = true;
+}
+
+const NOUNS = { clips: "clip", tracks: "track", sequences: "sequence", frames: "video" };
+// Columns of the rows table per kind of hit: [header, cell of a hit].
+const COLUMNS = {
+  tracks: [
+    ["video", (h) => h.video_name],
+    ["seen", (h) => seconds(h.start_s, h.end_s)],
+    ["duration s", (h) => h.duration_s.toFixed(2)],
+    ["largest area", (h) => (h.max_area === null ? "–" : h.max_area.toFixed(3))],
+    ["score", (h) => (h.max_score === null ? "–" : h.max_score.toFixed(3))],
+    ["track", (h) => h.track_id.slice(0, 8)],
+  ],
+  sequences: [
+    ["video", (h) => h.video_name],
+    ["tracks", (h) => h.concepts.map((c, i) => c + " " + seconds(h.starts_s[i], h.ends_s[i])).join(" → ")],
+    ["score", (h) => (h.max_score === null ? "–" : h.max_score.toFixed(3))],
+  ],
+  frames: [
+    ["video", (h) => h.video_name],
+    ["most at once", (h) => String(h.n_objects)],
+    ["first–last", (h) => seconds(h.start_s, h.end_s)],
+    ["times s", (h) => h.times_s.map((t) => t.toFixed(2)).join(", ")],
+  ],
+  stats: [
+    ["video", (v) => v.video_name],
+    ["screen time s", (v) => v.screen_time_s.toFixed(2)],
+    ["first s", (v) => v.first_s.toFixed(2)],
+    ["last s", (v) => v.last_s.toFixed(2)],
+    ["tracks", (v) => String(v.n_tracks)],
+    ["most at once", (v) => String(v.max_at_once)],
+  ],
+};
+
+function showRows(kind, rows) {
+  const table = $("rows");
+  const head = el("tr");
+  for (const [header] of COLUMNS[kind]) head.append(el("th", "", header));
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceChildren(...rows.map((row) => {
+    const tr = el("tr", kind);
+    for (const [, cell] of COLUMNS[kind]) tr.append(el("td", "", cell(row)));
+    return tr;
+  }));
+  table.hidden = false;
+}
+
+async function stats() {
+  const q = $("q").value.trim();
+  if (!q) return;
+  const params = new URLSearchParams({ q: q });
+  const minScore = parseFloat($("min-score").value);
+  if (minScore > 0) params.set("min_score", String(minScore));
+  clearResults();
+  setStatus("counting…");
+  let body;
+  try {
+    body = await (await api("/stats?" + params)).json();
+  } catch (err) {
+    setStatus(err.message, true);
+    return;
+  }
+  const t = body.totals;
+  setStatus("“" + body.phrase + "”: " + t.screen_time_s.toFixed(2) + " s on screen in " +
+            plural(t.videos, "video") + ", " + plural(t.tracks, "track") + ", at most " +
+            t.max_at_once + " at once");
+  showRows("stats", body.videos);
+}
+
 async function search(event) {
   if (event) event.preventDefault();
   const q = $("q").value.trim();
@@ -85,11 +184,9 @@ async function search(event) {
   const params = new URLSearchParams({ q: q, limit: String(PAGE_LIMIT) });
   const minScore = parseFloat($("min-score").value);
   if (minScore > 0) params.set("min_score", String(minScore));
+  trackOptions(params);
   history.replaceState(null, "", "?" + new URLSearchParams({ q: q }));
-  blobUrls.forEach((u) => URL.revokeObjectURL(u));
-  blobUrls = [];
-  $("results").replaceChildren();
-  $("detail").hidden = true;
+  clearResults();
   setStatus("searching…");
   let body;
   try {
@@ -99,6 +196,12 @@ async function search(event) {
     return;
   }
   const n = body.hits.length;
+  if (body.kind && body.kind !== "clips") {
+    setStatus((n === PAGE_LIMIT ? "the best " : "") + plural(n, NOUNS[body.kind]) +
+              " with “" + body.phrase + "”");
+    showRows(body.kind, body.hits);
+    return;
+  }
   let note = (n === PAGE_LIMIT ? "the best " : "") + plural(n, "clip") + " with “" + body.phrase + "”";
   if (!body.indexed) {
     const near = body.candidates.map((c) => c.concept).join(", ") || "none";
@@ -217,6 +320,7 @@ function useToken(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", search);
+  $("stats-button").addEventListener("click", stats);
   $("token-form").addEventListener("submit", useToken);
   $("close-detail").addEventListener("click", closeClip);
   document.addEventListener("keydown", (e) => {
