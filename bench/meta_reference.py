@@ -337,23 +337,118 @@ def build_meta_video_model(dims: MetaDims = MetaDims(), seed: int = 0):
 
 
 def calibrate(
-    model, class_scale: float = 10.0, presence_bias: float = 4.0, object_bias: float = 2.0
+    model,
+    class_scale: float = 10.0,
+    presence_bias: float = 4.0,
+    object_bias: float = 2.0,
+    mask_scale: float = 5.0,
+    mask_bias: float = 0.3,
 ) -> None:
     """Makes random weights decide: scores that cross Meta's thresholds, tracks that live.
 
     Random weights give every query a class logit near 0 (std ~0.1 at width 128) and a presence
     near 0.7, so every detection scores ~0.37 and none crosses 0.5. Scaling the dot-product
-    scorer's query projection by CLASS_SCALE spreads the logits (std ~1: a few queries per
-    prompt above 0.7, some between 0.5 and 0.7, most below); PRESENCE_BIAS on the presence
-    head's output makes the concept present; OBJECT_BIAS on the tracker's object-score head
-    keeps tracked objects visible (sigmoid(2) = 0.88, above the 0.8 reconditioning bar).
+    scorer's query projection by CLASS_SCALE spreads the logits (std ~1: per prompt a few
+    queries above 0.5, some above 0.7, most below); PRESENCE_BIAS on the presence head's output
+    makes the concept present. The tracker's masks are logits of +-0.1 whose few positive pixels
+    sprinkle removal deletes, so every track is empty from its second frame: MASK_SCALE on the
+    mask hypernetworks' output and MASK_BIAS on the last upscaling convolution give masks of
+    about half the frame, and OBJECT_BIAS on the object-score head keeps objects visible
+    (sigmoid(2) = 0.88, above the 0.8 reconditioning bar).
     """
     with torch.no_grad():
         projection = model.detector.dot_prod_scoring.hs_proj
         projection.weight.mul_(class_scale)
         projection.bias.mul_(class_scale)
         model.detector.transformer.decoder.presence_token_head.layers[-1].bias.add_(presence_bias)
-        model.tracker.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.add_(object_bias)
+        decoder = model.tracker.sam_mask_decoder
+        decoder.pred_obj_score_head.layers[-1].bias.add_(object_bias)
+        for mlp in decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(mask_scale)
+            mlp.layers[-1].bias.mul_(mask_scale)
+        decoder.output_upscaling[-2].bias.add_(mask_bias)
+
+
+@dataclass
+class MetaEvents:
+    """How often Meta's model took each decision (counted on its own methods)."""
+
+    detections_over_05: int = 0  # after NMS
+    detections_over_07: int = 0
+    removed_by_nms: int = 0
+    new_objects: int = 0
+    unmatched_tracks: int = 0
+    removed_by_hotstart: int = 0
+    reconditioned: int = 0
+    suppressed_by_occlusion: int = 0
+
+    def line(self) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in vars(self).items())
+
+
+def count_meta_events(model) -> MetaEvents:
+    """A MetaEvents that counts MODEL's decisions from now on (wrappers on this instance and
+    on the NMS function Meta's detector calls)."""
+    import sam3.model.sam3_image as sam3_image
+
+    events = MetaEvents()
+
+    def wrap(owner, name, after):
+        original = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            out = original(*args, **kwargs)
+            after(out, *args, **kwargs)
+            return out
+
+        setattr(owner, name, wrapped)
+
+    def on_detection(out, *args, **kwargs):
+        scores = out["scores"]
+        events.detections_over_05 += int((scores > 0.5).sum())
+        events.detections_over_07 += int((scores >= 0.7).sum())
+
+    def on_association(out, *args, **kwargs):
+        events.new_objects += len(out[0])
+        events.unmatched_tracks += len(out[1])
+
+    def on_hotstart(out, *args, **kwargs):
+        events.removed_by_hotstart += len(out[0])
+
+    reconditioning = [False]
+
+    def recondition(original):
+        def wrapped(*args, **kwargs):
+            reconditioning[0] = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                reconditioning[0] = False
+
+        return wrapped
+
+    def on_new_mask(out, *args, **kwargs):
+        events.reconditioned += reconditioning[0]
+
+    def on_occlusion(out, *args, **kwargs):
+        events.suppressed_by_occlusion += int(out.sum())
+
+    wrap(model, "run_backbone_and_detection", on_detection)
+    nms = getattr(sam3_image.nms_masks, "__wrapped__", sam3_image.nms_masks)
+
+    def counted_nms(pred_probs, pred_masks, prob_threshold, iou_threshold):
+        keep = nms(pred_probs, pred_masks, prob_threshold, iou_threshold)
+        events.removed_by_nms += int((pred_probs > prob_threshold).sum() - keep.sum())
+        return keep
+
+    counted_nms.__wrapped__ = nms
+    sam3_image.nms_masks = counted_nms
+    wrap(model, "_associate_det_trk", on_association)
+    wrap(model, "_process_hotstart", on_hotstart)
+    model._recondition_masklets = recondition(model._recondition_masklets)
+    wrap(model.tracker, "add_new_mask", on_new_mask)
+    wrap(model, "_get_objects_to_suppress_based_on_most_recently_occluded", on_occlusion)
+    return events
 
 
 def run_meta(model, frames: np.ndarray, prompt: str) -> dict[int, dict[int, np.ndarray]]:
@@ -510,3 +605,74 @@ def compare_objects(reference: dict, ours: dict) -> ClipReport:
         unmatched_reference=sorted(set(reference) - used_r),
         unmatched_ours=sorted(set(ours) - used_o),
     )
+
+
+def synthetic_clip(seed: int, n_frames: int, size: int = 112) -> np.ndarray:
+    """(T, S, S, 3) uint8: two to four coloured rectangles moving over a grey background."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((n_frames, size, size, 3), 40, dtype=np.uint8)
+    for _ in range(rng.integers(2, 5)):
+        h, w = rng.integers(size // 6, size // 2, size=2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        dy, dx = rng.integers(-2, 3, size=2)
+        colour = rng.integers(0, 256, size=3)
+        for t in range(n_frames):
+            top = int(np.clip(y + dy * t, 0, size - h))
+            left = int(np.clip(x + dx * t, 0, size - w))
+            frames[t, top : top + h, left : left + w] = colour
+    return frames
+
+
+@dataclass
+class FidelityRun:
+    """Per clip, how vidlake compared with Meta; and what Meta decided over all clips."""
+
+    reports: list[ClipReport]
+    events: MetaEvents
+    meta_s: float
+    vidlake_s: float
+
+
+def run_fidelity(
+    clips: Sequence[np.ndarray],
+    prompts: Sequence[str],
+    model_dir,
+    dims: MetaDims = MetaDims(),
+    seed: int = 0,
+    parity: bool = True,
+) -> FidelityRun:
+    """Meta's model (DIMS, SEED, calibrated) and vidlake's on the same weights (converted into
+    MODEL_DIR by `vidlake.model.convert`, loaded by `load_segmenter`) on every clip.
+
+    Meta: one session per prompt (its predictor takes one text prompt), Meta's settings.
+    vidlake: `Sam3Segmenter.segment` with every prompt in one session, NMS and hole filling
+    through `meta_postprocessing_standin()`, and (PARITY) `enable_meta_parity`.
+    """
+    import time
+    from pathlib import Path
+
+    from vidlake.model import load_segmenter
+    from vidlake.model.convert import convert_sam3
+    from vidlake.model.meta_parity import enable_meta_parity
+
+    with cpu_shim():
+        meta = build_meta_video_model(dims, seed=seed)
+        calibrate(meta)
+        convert_sam3(meta.state_dict(), Path(model_dir))
+        events = count_meta_events(meta)
+        start = time.perf_counter()
+        references = [run_meta_prompts(meta, clip, prompts) for clip in clips]
+        meta_s = time.perf_counter() - start
+
+    remove_standin = meta_postprocessing_standin()
+    try:
+        segmenter = load_segmenter(str(model_dir), device="cpu")
+        if parity:
+            enable_meta_parity(segmenter.model)
+        start = time.perf_counter()
+        ours = [run_vidlake(segmenter, clip, prompts) for clip in clips]
+        vidlake_s = time.perf_counter() - start
+    finally:
+        remove_standin()
+    reports = [compare_objects(r, o) for r, o in zip(references, ours)]
+    return FidelityRun(reports=reports, events=events, meta_s=meta_s, vidlake_s=vidlake_s)
