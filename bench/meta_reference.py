@@ -161,8 +161,6 @@ def build_meta_video_model(dims: MetaDims = MetaDims(), seed: int = 0):
     The same constructors and arguments as `sam3.model_builder.build_sam3_video_model`, the
     dimensions aside. Call inside `cpu_shim()` on a machine without CUDA.
     """
-    from torch import nn
-
     from sam3.model.decoder import (
         TransformerDecoder,
         TransformerDecoderLayer,
@@ -185,6 +183,7 @@ def build_meta_video_model(dims: MetaDims = MetaDims(), seed: int = 0):
     from sam3.model.vitdet import ViT
     from sam3.model.vl_combiner import SAM3VLBackbone
     from sam3.sam.transformer import RoPEAttention
+    from torch import nn
 
     d, size = dims.d_model, dims.image_size
     torch.manual_seed(seed)
@@ -472,7 +471,9 @@ def run_meta(model, frames: np.ndarray, prompt: str) -> dict[int, dict[int, np.n
         ):
             if outputs is None:
                 continue
-            for object_id, mask in zip(outputs["out_obj_ids"], outputs["out_binary_masks"]):
+            for object_id, mask in zip(
+                outputs["out_obj_ids"], outputs["out_binary_masks"], strict=True
+            ):
                 if mask.any():
                     out.setdefault(int(object_id), {})[int(frame_idx)] = np.asarray(mask, bool)
     return out
@@ -502,7 +503,6 @@ def meta_postprocessing_standin():
     from types import SimpleNamespace
 
     import transformers.models.sam3_video.modeling_sam3_video as modeling
-
     from sam3.perflib.connected_components import connected_components_cpu
     from sam3.perflib.nms import generic_nms_cpu
 
@@ -530,7 +530,7 @@ def run_vidlake(segmenter, frames: np.ndarray, prompts: Sequence[str]):
     out: dict[tuple[str, int], dict[int, np.ndarray]] = {}
     for masklet in segmenter.segment(frames, list(prompts)):
         masks = {}
-        for frame, rle in zip(masklet.frame_idx.tolist(), masklet.masks):
+        for frame, rle in zip(masklet.frame_idx.tolist(), masklet.masks, strict=True):
             mask = mask_utils.decode(rle).astype(bool)
             if mask.any():
                 masks[int(frame)] = mask
@@ -554,7 +554,8 @@ class ClipReport:
 
     n_reference: int
     n_ours: int
-    matched: list[tuple[tuple, tuple, float, int]]  # (reference key, our key, mean IoU, frames differing)
+    # (reference key, our key, mean IoU, frames where only one side has the object)
+    matched: list[tuple[tuple, tuple, float, int]]
     unmatched_reference: list[tuple]
     unmatched_ours: list[tuple]
 
@@ -674,5 +675,5 @@ def run_fidelity(
         vidlake_s = time.perf_counter() - start
     finally:
         remove_standin()
-    reports = [compare_objects(r, o) for r, o in zip(references, ours)]
+    reports = [compare_objects(r, o) for r, o in zip(references, ours, strict=True)]
     return FidelityRun(reports=reports, events=events, meta_s=meta_s, vidlake_s=vidlake_s)

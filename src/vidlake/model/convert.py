@@ -84,7 +84,10 @@ _TEXT = _DET + "backbone.language_backbone.encoder."
 # transformers' conversion script and checked by loading every tensor strictly.
 _PREFIX_RULES = [
     (r"^detector\.backbone\.vision_backbone\.trunk\.", "detector_model.vision_encoder.backbone."),
-    (r"^detector\.backbone\.vision_backbone\.convs\.", "detector_model.vision_encoder.neck.fpn_layers."),
+    (
+        r"^detector\.backbone\.vision_backbone\.convs\.",
+        "detector_model.vision_encoder.neck.fpn_layers.",
+    ),
     (r"^detector\.backbone\.vision_backbone\.sam2_convs\.", "tracker_neck.fpn_layers."),
     (r"^detector\.backbone\.language_backbone\.encoder\.", "detector_model.text_encoder."),
     (r"^detector\.backbone\.language_backbone\.resizer\.", "detector_model.text_projection."),
@@ -99,7 +102,10 @@ _PREFIX_RULES = [
 _NAME_RULES = [
     # ViT backbone
     (r"(vision_encoder\.backbone\.)pos_embed$", r"\1embeddings.position_embeddings"),
-    (r"(vision_encoder\.backbone\.)patch_embed\.proj\.", r"\1embeddings.patch_embeddings.projection."),
+    (
+        r"(vision_encoder\.backbone\.)patch_embed\.proj\.",
+        r"\1embeddings.patch_embeddings.projection.",
+    ),
     (r"(vision_encoder\.backbone\.)ln_pre\.", r"\1layer_norm."),
     (r"(backbone\.)blocks\.(\d+)\.norm(\d)\.", r"\1layers.\2.layer_norm\3."),
     (r"(backbone\.)blocks\.(\d+)\.attn\.proj\.", r"\1layers.\2.attention.o_proj."),
@@ -112,13 +118,28 @@ _NAME_RULES = [
     (r"(fpn_layers\.\d+\.)conv_3x3\.", r"\1proj2."),
     # CLIP text encoder
     (r"(text_encoder\.)token_embedding\.", r"\1text_model.embeddings.token_embedding."),
-    (r"(text_encoder\.)positional_embedding$", r"\1text_model.embeddings.position_embedding.weight"),
+    (
+        r"(text_encoder\.)positional_embedding$",
+        r"\1text_model.embeddings.position_embedding.weight",
+    ),
     (r"(text_encoder\.)ln_final\.", r"\1text_model.final_layer_norm."),
     (r"(text_encoder\.)text_projection$", r"\1text_projection.weight"),
-    (r"(text_encoder\.)transformer\.resblocks\.(\d+)\.attn\.", r"\1text_model.encoder.layers.\2.self_attn."),
-    (r"(text_encoder\.)transformer\.resblocks\.(\d+)\.ln_(\d)\.", r"\1text_model.encoder.layers.\2.layer_norm\3."),
-    (r"(text_encoder\.)transformer\.resblocks\.(\d+)\.mlp\.c_fc\.", r"\1text_model.encoder.layers.\2.mlp.fc1."),
-    (r"(text_encoder\.)transformer\.resblocks\.(\d+)\.mlp\.c_proj\.", r"\1text_model.encoder.layers.\2.mlp.fc2."),
+    (
+        r"(text_encoder\.)transformer\.resblocks\.(\d+)\.attn\.",
+        r"\1text_model.encoder.layers.\2.self_attn.",
+    ),
+    (
+        r"(text_encoder\.)transformer\.resblocks\.(\d+)\.ln_(\d)\.",
+        r"\1text_model.encoder.layers.\2.layer_norm\3.",
+    ),
+    (
+        r"(text_encoder\.)transformer\.resblocks\.(\d+)\.mlp\.c_fc\.",
+        r"\1text_model.encoder.layers.\2.mlp.fc1.",
+    ),
+    (
+        r"(text_encoder\.)transformer\.resblocks\.(\d+)\.mlp\.c_proj\.",
+        r"\1text_model.encoder.layers.\2.mlp.fc2.",
+    ),
     # geometry encoder and DETR encoder (the same layer type)
     (r"(geometry_encoder\.)encode\.(\d+)\.", r"\1layers.\2."),
     (r"(geometry_encoder\.)img_pre_norm\.", r"\1vision_layer_norm."),
@@ -128,12 +149,24 @@ _NAME_RULES = [
     (r"((?:geometry_encoder|detr_encoder)\.layers\.\d+\.)linear(\d)\.", r"\1mlp.fc\2."),
     (r"((?:geometry_encoder|detr_encoder)\.layers\.\d+\.)norm(\d)\.", r"\1layer_norm\2."),
     # DETR decoder
-    (r"(detr_decoder\.)presence_token_head\.layers\.(\d)\.", lambda m: f"{m[1]}presence_head.layer{int(m[2]) + 1}."),
+    (
+        r"(detr_decoder\.)presence_token_head\.layers\.(\d)\.",
+        lambda m: f"{m[1]}presence_head.layer{int(m[2]) + 1}.",
+    ),
     (r"(detr_decoder\.)presence_token_out_norm\.", r"\1presence_layer_norm."),
     (r"(detr_decoder\.)norm\.", r"\1output_layer_norm."),
-    (r"(detr_decoder\.)bbox_embed\.layers\.(\d)\.", lambda m: f"{m[1]}box_head.layer{int(m[2]) + 1}."),
-    (r"(detr_decoder\.)ref_point_head\.layers\.(\d)\.", lambda m: f"{m[1]}ref_point_head.layer{int(m[2]) + 1}."),
-    (r"(detr_decoder\.)boxRPB_embed_([xy])\.layers\.(\d)\.", lambda m: f"{m[1]}box_rpb_embed_{m[2]}.layer{int(m[3]) + 1}."),
+    (
+        r"(detr_decoder\.)bbox_embed\.layers\.(\d)\.",
+        lambda m: f"{m[1]}box_head.layer{int(m[2]) + 1}.",
+    ),
+    (
+        r"(detr_decoder\.)ref_point_head\.layers\.(\d)\.",
+        lambda m: f"{m[1]}ref_point_head.layer{int(m[2]) + 1}.",
+    ),
+    (
+        r"(detr_decoder\.)boxRPB_embed_([xy])\.layers\.(\d)\.",
+        lambda m: f"{m[1]}box_rpb_embed_{m[2]}.layer{int(m[3]) + 1}.",
+    ),
     (r"(detr_decoder\.layers\.\d+\.)ca_text\.", r"\1text_cross_attn."),
     (r"(detr_decoder\.layers\.\d+\.)cross_attn\.", r"\1vision_cross_attn."),
     (r"(detr_decoder\.layers\.\d+\.)linear(\d)\.", r"\1mlp.fc\2."),
@@ -142,7 +175,10 @@ _NAME_RULES = [
     (r"(detr_decoder\.layers\.\d+\.)norm2\.", r"\1self_attn_layer_norm."),
     (r"(detr_decoder\.layers\.\d+\.)norm3\.", r"\1mlp_layer_norm."),
     # dot-product scoring
-    (r"(dot_product_scoring\.)prompt_mlp\.layers\.(\d)\.", lambda m: f"{m[1]}text_mlp.layer{int(m[2]) + 1}."),
+    (
+        r"(dot_product_scoring\.)prompt_mlp\.layers\.(\d)\.",
+        lambda m: f"{m[1]}text_mlp.layer{int(m[2]) + 1}.",
+    ),
     (r"(dot_product_scoring\.)prompt_mlp\.out_norm\.", r"\1text_mlp_out_norm."),
     (r"(dot_product_scoring\.)prompt_proj\.", r"\1text_proj."),
     (r"(dot_product_scoring\.)hs_proj\.", r"\1query_proj."),
@@ -155,15 +191,30 @@ _NAME_RULES = [
     # tracker: SAM prompt encoder and mask decoder
     (r"(tracker_model\.)sam_prompt_encoder\.", r"\1prompt_encoder."),
     (r"(tracker_model\.)sam_mask_decoder\.", r"\1mask_decoder."),
-    (r"(prompt_encoder\.)pe_layer\.positional_encoding_gaussian_matrix$", r"\1shared_embedding.positional_embedding"),
+    (
+        r"(prompt_encoder\.)pe_layer\.positional_encoding_gaussian_matrix$",
+        r"\1shared_embedding.positional_embedding",
+    ),
     (r"(prompt_encoder\.)point_embeddings\.", r"\1point_embed."),
-    (r"(prompt_encoder\.)mask_downscaling\.(\d)\.", lambda m: f"{m[1]}mask_embed.{_MASK_DOWNSCALING[m[2]]}."),
+    (
+        r"(prompt_encoder\.)mask_downscaling\.(\d)\.",
+        lambda m: f"{m[1]}mask_embed.{_MASK_DOWNSCALING[m[2]]}.",
+    ),
     (r"(mask_decoder\.)output_upscaling\.(\d)\.", lambda m: f"{m[1]}{_OUTPUT_UPSCALING[m[2]]}."),
-    (r"(tracker_model\.mask_decoder\.(?:iou_prediction_head|pred_obj_score_head|output_hypernetworks_mlps\.\d+)\.)layers\.(\d)\.", lambda m: f"{m[1]}{_MLP3[m[2]]}."),
-    (r"(tracker_model\.mask_decoder\.transformer\.layers\.\d+\.mlp\.)lin(\d)\.", lambda m: f"{m[1]}{'proj_in' if m[2] == '1' else 'proj_out'}."),
+    (
+        r"(tracker_model\.mask_decoder\.(?:iou_prediction_head|pred_obj_score_head|output_hypernetworks_mlps\.\d+)\.)layers\.(\d)\.",
+        lambda m: f"{m[1]}{_MLP3[m[2]]}.",
+    ),
+    (
+        r"(tracker_model\.mask_decoder\.transformer\.layers\.\d+\.mlp\.)lin(\d)\.",
+        lambda m: f"{m[1]}{'proj_in' if m[2] == '1' else 'proj_out'}.",
+    ),
     (r"(tracker_model\.mask_decoder\.transformer\.layers\.\d+\.)norm(\d)\.", r"\1layer_norm\2."),
     (r"(tracker_model\.mask_decoder\.transformer\.)norm_final_attn\.", r"\1layer_norm_final_attn."),
-    (r"^(tracker_model\.mask_decoder\..*|detector_model\.(?!text_encoder).*)\.out_proj\.", r"\1.o_proj."),
+    (
+        r"^(tracker_model\.mask_decoder\..*|detector_model\.(?!text_encoder).*)\.out_proj\.",
+        r"\1.o_proj.",
+    ),
     # tracker: memory attention
     (r"(tracker_model\.)transformer\.encoder\.", r"\1memory_attention."),
     (r"(memory_attention\.layers\.\d+\.)norm(\d)\.", r"\1layer_norm\2."),
@@ -186,7 +237,10 @@ _NAME_RULES = [
     (r"(tracker_model\.)no_obj_embed_spatial$", r"\1occlusion_spatial_embedding_parameter"),
     (r"(tracker_model\.)no_obj_ptr$", r"\1no_object_pointer"),
     (r"(tracker_model\.)obj_ptr_tpos_proj\.", r"\1temporal_positional_encoding_projection_layer."),
-    (r"(tracker_model\.)obj_ptr_proj\.layers\.(\d)\.", lambda m: f"{m[1]}object_pointer_proj.{_MLP3[m[2]]}."),
+    (
+        r"(tracker_model\.)obj_ptr_proj\.layers\.(\d)\.",
+        lambda m: f"{m[1]}object_pointer_proj.{_MLP3[m[2]]}.",
+    ),
 ]  # fmt: skip
 
 # Meta's geometry encoder also encodes point prompts; transformers' Sam3Model takes boxes only
@@ -196,7 +250,13 @@ _UNUSED_POINT_PROJECTIONS = tuple(
 )
 
 _MLP3 = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}
-_MASK_DOWNSCALING = {"0": "conv1", "1": "layer_norm1", "3": "conv2", "4": "layer_norm2", "6": "conv3"}
+_MASK_DOWNSCALING = {
+    "0": "conv1",
+    "1": "layer_norm1",
+    "3": "conv2",
+    "4": "layer_norm2",
+    "6": "conv3",
+}
 _OUTPUT_UPSCALING = {"0": "upscale_conv1", "1": "upscale_layer_norm", "3": "upscale_conv2"}
 
 
@@ -226,8 +286,6 @@ def load_meta_state_dict(path: str | Path) -> dict:
 
     UsageError (one line) when the file is missing, not a torch checkpoint, or not SAM 3's.
     """
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -236,10 +294,9 @@ def load_meta_state_dict(path: str | Path) -> dict:
         raise UsageError(f"checkpoint {path} {what}: pass Meta's sam3.pt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception:  # torch.load raises anything on a file that is not its own
         raise UsageError(
-            f"{path} is not a PyTorch checkpoint ({str(exc).splitlines()[0][:120]}); "
-            "pass Meta's sam3.pt"
+            f"{path} is not a PyTorch checkpoint (torch.load cannot read it); pass Meta's sam3.pt"
         ) from None
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
         checkpoint = checkpoint["model"]
@@ -372,7 +429,9 @@ def config_from_state_dict(
         ),
         mask_decoder_config=Sam3TrackerVideoMaskDecoderConfig(
             hidden_size=d,
-            mlp_dim=int(sd[_TRK + "sam_mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]),
+            mlp_dim=int(
+                sd[_TRK + "sam_mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]
+            ),
             num_hidden_layers=_count(sd, _TRK + "sam_mask_decoder.transformer.layers."),
             iou_head_hidden_dim=int(
                 sd[_TRK + "sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]
@@ -426,7 +485,9 @@ def convert_state_dict(state_dict: Mapping) -> dict:
         if ".qkv." in new or ".in_proj_" in new:
             base = new.replace(".qkv.", ".").replace("in_proj_", "")
             stem, _, leaf = base.rpartition(".")
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+            for name, part in zip(
+                ("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True
+            ):
                 out[f"{stem}.{name}.{leaf}"] = part
             continue
         out[new] = tensor

@@ -46,7 +46,7 @@ def _tracker_add_new_objects(
         new_obj_masks.unsqueeze(1).float(), size=(size, size), mode="bilinear",
         align_corners=False,
     ) > 0  # fmt: skip
-    for obj_id, mask in zip(new_obj_ids, masks):
+    for obj_id, mask in zip(new_obj_ids, masks, strict=True):
         obj_idx = inference_session.obj_id_to_idx(obj_id)
         inference_session.add_mask_inputs(obj_idx, frame_idx, mask.unsqueeze(0))
     inference_session.obj_with_new_inputs = list(new_obj_ids)
