@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -584,8 +585,9 @@ def convert_sam3(
     """OUT_DIR holding CHECKPOINT (Meta's sam3.pt, or a Meta model's state_dict()) as a
     transformers Sam3VideoModel folder: config, weights (safetensors), processor, tokenizer.
 
-    OUT_DIR must be missing or empty. UsageError (one line) for a missing or foreign
-    checkpoint, keys that do not convert, no BPE vocabulary, or a folder that is not empty.
+    OUT_DIR must be missing or empty, and is so again if the conversion fails. UsageError (one
+    line) for a missing or foreign checkpoint, keys that do not convert, no BPE vocabulary, or a
+    folder that is not empty.
     """
     from vidlake.model.tiny import make_folder
 
@@ -604,7 +606,18 @@ def convert_sam3(
         state_dict = dict(checkpoint)
     else:
         state_dict = load_meta_state_dict(checkpoint)
-    return _write_converted(state_dict, make_folder(out), bpe, text_heads, detr_heads)
+    existed = out.exists()
+    make_folder(out)
+    try:
+        return _write_converted(state_dict, out, bpe, text_heads, detr_heads)
+    except BaseException:
+        # Never a half-written model folder: it was missing or empty, so it is again.
+        if existed:
+            for child in out.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _write_converted(state_dict, out: Path, bpe: Path, text_heads, detr_heads) -> Path:
@@ -615,13 +628,18 @@ def _write_converted(state_dict, out: Path, bpe: Path, text_heads, detr_heads) -
     )
 
     tokenizer = write_clip_tokenizer(bpe, out)
-    config = config_from_state_dict(
-        state_dict,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        text_heads=text_heads,
-        detr_heads=detr_heads,
-    )
+    try:
+        config = config_from_state_dict(
+            state_dict,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            text_heads=text_heads,
+            detr_heads=detr_heads,
+        )
+    except KeyError as exc:
+        raise UsageError(
+            f"checkpoint lacks {exc.args[0]}, which sizes the model: not a whole SAM 3 checkpoint"
+        ) from None
     if config.detector_config.text_config.vocab_size != len(tokenizer):
         raise UsageError(
             f"the checkpoint's text vocabulary has {config.detector_config.text_config.vocab_size} "
