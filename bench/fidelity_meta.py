@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--no-parity", action="store_true", help="Without enable_meta_parity.")
     args = parser.parse_args(argv)
 
+    quiet()
     import torch
 
     prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
@@ -66,6 +67,25 @@ def main(argv: list[str] | None = None):
     print(f"seconds: Meta {run.meta_s:.1f}, vidlake {run.vidlake_s:.1f}")
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     return run
+
+
+def quiet() -> None:
+    """Only the report on the terminal: no progress bars (Meta's tqdm, transformers' loading
+    bars), no "CUDA is not available" warning per autocast decorator, no INFO lines."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore", message="CUDA is not available")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    import sam3.model_builder  # noqa: F401  (imports every module, each with its INFO logger)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("sam3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
