@@ -16,14 +16,16 @@ model's `tracker_neck`.
 
 Every tensor must land: a converted key the model lacks, or a model parameter the checkpoint does
 not fill, is a UsageError naming them (as sam2's `build_sam` refuses a checkpoint with missing or
-unexpected keys), never a half-initialised model. Buffers the transformers model computes itself
-(the ViT's RoPE tables, `freqs_cis`) are checked against the config and dropped.
+unexpected keys), never a half-initialised model. The ViT's RoPE tables (`freqs_cis`), which
+transformers computes itself, size the config and are dropped; so are the geometry encoder's
+point-prompt projections, which transformers' `Sam3Model` (boxes only) has no place for.
 
 The config is derived from the tensor shapes (widths, depths, vocabulary, query count, image
 size from the global-attention RoPE table), so a small model trained or built with Meta's
-constructors converts to a matching small transformers config; head counts, which no shape
-holds, follow Meta's head widths (ViT: from its RoPE table; CLIP text: 64; DETR and geometry
-transformers: 32) unless passed. The video settings are Meta's (`META_VIDEO_SETTINGS`).
+constructors converts to a matching small transformers config. Head counts: the ViT's from its
+RoPE table's width, the DETR and geometry transformers' from the box relative-position bias
+(one output per head), the CLIP text encoder's at CLIP's head width of 64 (no shape holds it;
+`text_heads` overrides). The video settings are Meta's (`META_VIDEO_SETTINGS`).
 
 The tokenizer is CLIP's BPE vocabulary (`bpe_simple_vocab_16e6.txt.gz`, which Meta's
 `SimpleTokenizer` reads); Meta's wheel does not ship it, open_clip_torch does, and `--bpe`
@@ -329,7 +331,7 @@ def config_from_state_dict(
 
     Widths, depths, vocabulary, query count and sizes come from tensor shapes; the image size
     from the global-attention RoPE table of the ViT (its grid is the image's patch grid); head
-    counts as the module docstring says.
+    counts as the module docstring says. KeyError names a tensor it needs and lacks.
     """
     from transformers import CLIPTextConfig, Sam3Config, Sam3TrackerVideoConfig, Sam3VideoConfig
     from transformers.models.sam3.configuration_sam3 import (

@@ -32,6 +32,28 @@ def enable_meta_parity(model) -> None:
     detector = model.detector_model
     override(detector, "forward", _forward_with_empty_geometry_prompt(type(detector).forward))
     override(model, "_tracker_add_new_objects", _tracker_add_new_objects)
+    override(model, "_associate_det_trk", _per_prompt_association(type(model)._associate_det_trk))
+
+
+def _per_prompt_association(upstream_associate):
+    """`Sam3VideoModel._associate_det_trk`, with every detection of a prompt that has no tracked
+    object new, as in Meta's one-prompt session with no tracks."""
+
+    def associate(
+        self, det_masks, det_scores, trk_masks, trk_obj_ids, det_prompt_ids, trk_prompt_ids
+    ):
+        out = upstream_associate(
+            self, det_masks, det_scores, trk_masks, trk_obj_ids, det_prompt_ids, trk_prompt_ids
+        )
+        if trk_masks.size(0) == 0 or det_masks.size(0) == 0:
+            return out  # upstream's shortcuts already hold for every prompt
+        tracked = set(trk_prompt_ids.tolist())
+        untracked = [i for i, p in enumerate(det_prompt_ids.tolist()) if p not in tracked]
+        if not untracked:
+            return out
+        return (sorted(set(out[0]) | set(untracked)), *out[1:])
+
+    return associate
 
 
 def _tracker_add_new_objects(
