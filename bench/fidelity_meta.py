@@ -73,16 +73,16 @@ def quiet() -> None:
     """Only the report on the terminal: no progress bars (Meta's tqdm, transformers' loading
     bars), no "CUDA is not available" warning per autocast decorator, no INFO lines."""
     import logging
-    import os
     import warnings
 
-    os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore", message="CUDA is not available")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    import sam3.model.sam3_video_inference as video_inference
     import sam3.model_builder  # noqa: F401  (imports every module, each with its INFO logger)
 
+    video_inference.tqdm = lambda iterable, *args, **kwargs: iterable  # its bar per session
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("sam3"):
             logging.getLogger(name).setLevel(logging.WARNING)
