@@ -60,8 +60,8 @@ def test_without_meta_parity_the_detector_departs(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="not yet equal: Meta's predictor runs frame 0 twice (add_prompt, then propagation) and "
-    "starts new objects from detections with empty masks on the second pass (bench/RESULTS.md, "
+    reason="not yet equal where confident detections have empty masks: a track that starts "
+    "invisible is tracked otherwise from its third frame; cause not found (bench/RESULTS.md, "
     "Fidelity to Meta's SAM 3)",
 )
 def test_every_object_matches_meta_with_high_confidence_weights(tmp_path):
