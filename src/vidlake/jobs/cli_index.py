@@ -1,4 +1,4 @@
-"""`vidlake index`, `vidlake model tiny` and `vidlake demo`."""
+"""`vidlake index`, `vidlake model tiny`, `vidlake model convert` and `vidlake demo`."""
 
 from __future__ import annotations
 
@@ -317,6 +317,30 @@ def model_tiny(
 
     path = build_tiny_sam3(out_dir, seed=seed)
     out.print(f"wrote a tiny random SAM 3 to {path} (use --model {path})", markup=False)
+
+
+@model_app.command("convert")
+def model_convert(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Meta's SAM 3 checkpoint (sam3.pt from facebook/sam3).")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder to write the transformers model into: new or empty."),
+    ],
+    bpe: Annotated[
+        Path | None,
+        typer.Option(
+            help="CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz); default: the copy "
+            "open_clip_torch or Meta's sam3 ships."
+        ),
+    ] = None,
+) -> None:
+    """Convert Meta's SAM 3 checkpoint into a folder --model loads (transformers' format)."""
+    from vidlake.model.convert import convert_sam3
+
+    path = convert_sam3(checkpoint, out_dir, bpe_path=bpe)
+    out.print(f"converted {checkpoint} into {path} (use --model {path})", markup=False)
 
 
 @app.command()
