@@ -354,7 +354,7 @@ def archive_run(archive, tmp_path_factory) -> tuple[subprocess.CompletedProcess,
 def test_an_archive_folder_indexes_every_container_and_counts_what_is_not_a_video(
     archive_run, archive
 ):
-    from conftest import ARCHIVE_BAD, ARCHIVE_VIDEOS
+    from archive_corpus import ARCHIVE_BAD, ARCHIVE_VIDEOS
 
     proc, index = archive_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -389,7 +389,7 @@ def test_an_archive_folder_indexes_every_container_and_counts_what_is_not_a_vide
 def test_a_phrase_far_from_every_concept_gets_the_command_that_indexes_it(archive_run, archive):
     import shlex
 
-    from conftest import ARCHIVE_VIDEOS
+    from archive_corpus import ARCHIVE_VIDEOS
 
     from vidlake.query.engine import ConceptIndex
     from vidlake.query.text import CANDIDATE_MIN_SIMILARITY

@@ -25,8 +25,13 @@ def test_bench_runs_in_tiny_mode_and_prints_its_table(capsys, tmp_path):
         (1, 2, "host RLE"), (4, 2, "host RLE"), (4, 22, "host RLE"), (4, 22, "all frames")
     ]  # fmt: skip
     assert all(r["fps"] > 0 and r["seconds"] > 0 for r in rows)
-    # Past the tracker's 16-frame window the session holds less than when it keeps every frame.
-    assert 0 < rows[2]["state"] < rows[3]["state"]
+    # Past the tracker's 16-frame window the session holds no more than when it keeps every
+    # frame. (Not less here: at Meta's hotstart settings the tiny model keeps up to 16 objects
+    # on this clip, most of them removed and replaced within a few frames, so the peak comes
+    # while tracks are younger than the window; test_sam3's
+    # test_outputs_the_tracker_no_longer_reads_are_dropped_with_the_same_masklets shows the
+    # bound with tracks that live.)
+    assert 0 < rows[2]["state"] <= rows[3]["state"]
     out = capsys.readouterr().out
     assert "tiny random SAM 3" in out and "frames/s" in out and "command:" in out
     # The index run with the same model: its time in the model is a share of its wall time.

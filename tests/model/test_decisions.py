@@ -132,7 +132,13 @@ def test_masklets_equal_transformers_path_with_metas_postprocessing(
 
 def test_batched_passes_keep_the_same_tracks(decided, tiny_sam3_dir, decision_clip, one_thread):
     """--batch-objects --batch-concepts at Meta's thresholds: the same objects on the same
-    frames, each decision counted alike; masks equal to float rounding."""
+    frames, each decision counted alike, the same masks per concept and frame.
+
+    Which of two tracks keeps a mask may differ: the calibrated tracker gives its objects
+    full-frame masks with object scores equal to ~1e-6 (measured: 1.996123 and 1.996124 for
+    two green-box tracks on frame 22), so overlapping tracks tie and a float32 rounding
+    difference of the batched pass can let the other one win (green box 13 and 16 swap on
+    frames 22-23). So masks are compared per concept and frame as a set."""
     from pycocotools import mask as mask_utils
 
     masklets, events = decided
@@ -145,6 +151,19 @@ def test_batched_passes_keep_the_same_tracks(decided, tiny_sam3_dir, decision_cl
     assert [(m.concept, m.object_id, m.frame_idx.tolist()) for m in got] == [
         (m.concept, m.object_id, m.frame_idx.tolist()) for m in masklets
     ]
-    for a, b in zip(got, masklets, strict=True):
-        for ra, rb in zip(a.masks, b.masks, strict=True):
-            assert mask_utils.iou([ra], [rb], [False])[0, 0] >= 0.99
+
+    def per_frame(found):
+        masks = {}
+        for m in found:
+            for f, rle in zip(m.frame_idx.tolist(), m.masks, strict=True):
+                masks.setdefault((m.concept, f), []).append(rle)
+        return {key: sorted(rles, key=mask_utils.area) for key, rles in masks.items()}
+
+    expected, batched_masks = per_frame(masklets), per_frame(got)
+    assert expected.keys() == batched_masks.keys()
+    for key, rles in expected.items():
+        for ra, rb in zip(batched_masks[key], rles, strict=True):
+            if mask_utils.area(rb) == 0:  # pycocotools gives two empty masks IoU 0
+                assert mask_utils.area(ra) == 0, key
+            else:
+                assert mask_utils.iou([ra], [rb], [False])[0, 0] >= 0.99, key

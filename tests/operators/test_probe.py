@@ -205,7 +205,7 @@ def test_a_folder_without_videos_says_what_it_skipped(tmp_path: Path) -> None:
 
 
 def test_a_folder_lists_every_video_container_and_counts_what_it_skips(archive: Path) -> None:
-    from conftest import ARCHIVE_BAD, ARCHIVE_NOT_VIDEOS, ARCHIVE_VIDEOS
+    from archive_corpus import ARCHIVE_BAD, ARCHIVE_NOT_VIDEOS, ARCHIVE_VIDEOS
 
     skipped: Counter[str] = Counter()
     listed = {Path(s.uri).name for s in list_videos(str(archive), not_videos=skipped)}
@@ -216,7 +216,7 @@ def test_a_folder_lists_every_video_container_and_counts_what_it_skips(archive: 
 
 
 def test_every_archive_container_probes(archive: Path) -> None:
-    from conftest import ARCHIVE_VIDEOS
+    from archive_corpus import ARCHIVE_VIDEOS
 
     codecs = {}
     for name, _, _, fps in ARCHIVE_VIDEOS:

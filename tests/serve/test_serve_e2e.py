@@ -3,6 +3,7 @@ headless Chromium (Debian's `chromium`, driven by Playwright)."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -90,11 +91,9 @@ def _start_serve(index_uri: str, log: Path, *args: str) -> tuple[subprocess.Pope
 @pytest.fixture(scope="module")
 def server(served_index, tmp_path_factory):
     """`vidlake serve` on a copy of the index (POST /verify writes), token from VIDLAKE_TOKEN."""
-    from conftest import ServedIndex
-
     folder = tmp_path_factory.mktemp("serve_e2e")
     shutil.copytree(served_index.uri, folder / "idx")
-    index = ServedIndex(uri=str(folder / "idx"), videos=served_index.videos)
+    index = dataclasses.replace(served_index, uri=str(folder / "idx"))
     log = folder / "server.log"
     # Two API replicas and the /verify segmenter want 3 CPUs: more than CI's 2 (replica_cpus).
     proc, url = _start_serve(index.uri, log, "--replicas", "2")
