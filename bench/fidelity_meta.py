@@ -4,9 +4,9 @@ Builds a small Meta SAM 3 video model with Meta's own constructors and random we
 calibrated so that decisions happen (bench/meta_reference.py), converts its state dict with
 `vidlake.model.convert`, and runs both on the same synthetic clips with the same text prompts at
 Meta's settings: Meta one session per prompt (its predictor takes one text prompt), vidlake's
-`Sam3Segmenter.segment` every prompt in one session, with `enable_meta_parity`
-(--no-parity: without it) and, until vidlake runs them itself, NMS and hole filling through
-`meta_postprocessing_standin()`. CPU, fp32.
+`Sam3Segmenter.segment` every prompt in one session, as the index job loads it: with
+`meta_parity` (--no-parity: without it) and NMS and hole filling by `vidlake.model.quality`.
+CPU, fp32.
 
     .venv/bin/python bench/fidelity_meta.py                       # 3 clips of 20 frames
     .venv/bin/python bench/fidelity_meta.py --clips 1 --frames 10 --no-parity
@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None):
         "--prompts", default="red square,green box", help="Comma-separated text prompts."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
-    parser.add_argument("--no-parity", action="store_true", help="Without enable_meta_parity.")
+    parser.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="Without meta_parity (transformers' port as it is).",
+    )
     args = parser.parse_args(argv)
 
     quiet()

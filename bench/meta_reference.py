@@ -490,38 +490,6 @@ def run_meta_prompts(
     }
 
 
-def meta_postprocessing_standin():
-    """STAND-IN, harness only: transformers' `cv_utils_kernel` (mask NMS, connected components
-    for hole filling and sprinkle removal) built from Meta's own CPU algorithms.
-
-    transformers runs these three steps only with the hub kernel `kernels-community/cv-utils`,
-    which cannot download here; until vidlake's SAM 3 backend runs them itself, this puts
-    Meta's `generic_nms_cpu` and `connected_components_cpu` where transformers looks for the
-    kernel. Returns a function that takes the stand-in out again. Drop it (and its call in the
-    harness) once vidlake runs the steps in every pass.
-    """
-    from types import SimpleNamespace
-
-    import transformers.models.sam3_video.modeling_sam3_video as modeling
-    from sam3.perflib.connected_components import connected_components_cpu
-    from sam3.perflib.nms import generic_nms_cpu
-
-    def generic_nms(ious, scores, iou_threshold, use_iou_matrix=True):
-        return generic_nms_cpu(ious.cpu(), scores.cpu(), iou_threshold).to(ious.device)
-
-    def cc_2d(mask, get_counts=True):
-        labels, counts = connected_components_cpu(mask.cpu())
-        return labels.to(mask.device), counts.to(mask.device)
-
-    previous = modeling.cv_utils_kernel
-    modeling.cv_utils_kernel = SimpleNamespace(generic_nms=generic_nms, cc_2d=cc_2d)
-
-    def remove() -> None:
-        modeling.cv_utils_kernel = previous
-
-    return remove
-
-
 def run_vidlake(segmenter, frames: np.ndarray, prompts: Sequence[str]):
     """{(prompt, object id): {frame: (H, W) bool mask}} from vidlake's `Sam3Segmenter.segment`
     on FRAMES with every prompt in one session, as the index job runs it."""
@@ -647,14 +615,14 @@ def run_fidelity(
 
     Meta: one session per prompt (its predictor takes one text prompt), Meta's settings.
     vidlake: `Sam3Segmenter.segment` with every prompt in one session, NMS and hole filling
-    through `meta_postprocessing_standin()`, and (PARITY) `enable_meta_parity`.
+    by vidlake's own (`vidlake.model.quality`, equal to Meta's CPU algorithms: tested), with
+    (PARITY, vidlake's default) or without `meta_parity`.
     """
     import time
     from pathlib import Path
 
     from vidlake.model import load_segmenter
     from vidlake.model.convert import convert_sam3
-    from vidlake.model.meta_parity import enable_meta_parity
 
     with cpu_shim():
         meta = build_meta_video_model(dims, seed=seed)
@@ -665,15 +633,9 @@ def run_fidelity(
         references = [run_meta_prompts(meta, clip, prompts) for clip in clips]
         meta_s = time.perf_counter() - start
 
-    remove_standin = meta_postprocessing_standin()
-    try:
-        segmenter = load_segmenter(str(model_dir), device="cpu")
-        if parity:
-            enable_meta_parity(segmenter.model)
-        start = time.perf_counter()
-        ours = [run_vidlake(segmenter, clip, prompts) for clip in clips]
-        vidlake_s = time.perf_counter() - start
-    finally:
-        remove_standin()
+    segmenter = load_segmenter(str(model_dir), device="cpu", meta_parity=parity)
+    start = time.perf_counter()
+    ours = [run_vidlake(segmenter, clip, prompts) for clip in clips]
+    vidlake_s = time.perf_counter() - start
     reports = [compare_objects(r, o) for r, o in zip(references, ours, strict=True)]
     return FidelityRun(reports=reports, events=events, meta_s=meta_s, vidlake_s=vidlake_s)

@@ -97,7 +97,7 @@ def install() -> None:
     import importlib
 
     module = importlib.import_module(_MODULE)
-    changed = upstream.problems(batched_only=False)
+    changed = upstream.problems(part="always")
     if not hasattr(module, "cv_utils_kernel"):
         changed.insert(0, f"{_MODULE}.cv_utils_kernel is gone")
     if changed:

@@ -106,6 +106,12 @@ class Sam3Segmenter:
     autocast already rounds otherwise than the fp32 reference, and off on CPU, where masks
     are then bit for bit transformers' own (bench/RESULTS.md, tests/pipeline/test_fidelity.py).
 
+    meta_parity: where transformers' port of SAM 3 departs from Meta's predictor, do what
+    Meta's does (`vidlake.model.meta_parity`: the geometry encoder's token on text prompts,
+    the mask a new object starts from, new objects of a prompt with nothing tracked). On by
+    default; off only to compare with transformers' port as it is (tests, bench). Measured
+    against Meta's own `sam3` package in bench/RESULTS.md ("Fidelity to Meta's SAM 3").
+
     On CUDA masks are run-length encoded on the GPU (`encode_rles_tensor`; `device_rle`), so
     only run boundaries cross to the host; on CPU pycocotools encodes them. `drain_s` counts
     the seconds spent post-processing and encoding frames' outputs, time the model does not run.
@@ -126,6 +132,7 @@ class Sam3Segmenter:
         storage_options: dict | None = None,
         batch_objects: bool | None = None,
         batch_concepts: bool | None = None,
+        meta_parity: bool = True,
     ) -> None:
         import torch
         from transformers import Sam3VideoModel, Sam3VideoProcessor
@@ -150,7 +157,7 @@ class Sam3Segmenter:
         self.batch_objects = batched(batch_objects, self.device)
         self.batch_concepts = batched(batch_concepts, self.device)
         if self.batch_objects or self.batch_concepts:
-            changed = upstream.problems(batched_only=True)
+            changed = upstream.problems(part="batched")
             if changed:
                 # The batched passes replace and call transformers internals; with any of them
                 # gone or reshaped, run transformers' own passes (exact, slower) and say so.
@@ -163,6 +170,23 @@ class Sam3Segmenter:
                     "; ".join(changed),
                 )
                 self.batch_objects = self.batch_concepts = False
+        self.meta_parity = meta_parity
+        if meta_parity:
+            changed = upstream.problems(part="parity")
+            if changed:
+                logger.warning(
+                    "transformers %s differs from the tested %s where vidlake gives SAM 3 "
+                    "Meta's behaviour back (%s); running transformers' port as it is, whose "
+                    "detections and new objects differ from Meta's",
+                    _transformers_version(),
+                    upstream.TESTED_TRANSFORMERS,
+                    "; ".join(changed),
+                )
+                self.meta_parity = False
+        if self.meta_parity:
+            from vidlake.model.meta_parity import enable_meta_parity
+
+            enable_meta_parity(self.model)
         if self.batch_objects:
             from vidlake.model.batched_tracker import enable_batched_tracking
 

@@ -1,13 +1,16 @@
 """The transformers internals vidlake's SAM 3 layer replaces or calls, pinned and checked.
 
-Why: `batched_tracker`, `batched_detector`, `quality` and `events` reach into transformers'
+Why: `batched_tracker`, `batched_detector`, `meta_parity`, `quality` and `events` reach into
+transformers'
 private SAM 3 code (methods with a leading underscore, a module global). Private code changes
 without notice, so, as transformers' own `utils/check_copies.py` does for its "Copied from"
 code, every such internal is listed here with:
 
-- the parameters vidlake passes or receives (`check()` at load: a missing internal, or one
-  whose signature lost a parameter, turns the batched passes off with one warning, and the
-  model runs transformers' own per-object and per-prompt path);
+- the parameters vidlake passes or receives, checked at load by `problems()`: a missing
+  internal, or one whose signature lost a parameter, is a one-line error for the quality steps
+  every run needs (`quality.check`); it turns the batched passes off with one warning (the
+  model runs transformers' own per-object and per-prompt path), and Meta's-behaviour fixes
+  (`meta_parity`) off with one warning;
 - a hash of its source in the tested transformers (pyproject pins that range), which
   tests/model/test_upstream.py compares one test per internal, so an upstream change fails
   by name and points at the vidlake code to re-read.
@@ -39,7 +42,8 @@ class Internal:
     params: tuple[str, ...]  # parameters vidlake passes or relies on
     source_sha: str  # sha256 of its dedented source, first 16 hex digits, in the tested release
     used_by: str  # the vidlake code that replaces, copies or calls it
-    batched: bool = False  # needed by the batched passes only (else by every run)
+    part: str = "always"  # who needs it: "always" (every run), "batched" (the batched passes
+    # only) or "parity" (vidlake.model.meta_parity only)
 
 
 INTERNALS: tuple[Internal, ...] = (
@@ -48,98 +52,89 @@ INTERNALS: tuple[Internal, ...] = (
         ("pred_probs", "pred_masks", "prob_threshold", "iou_threshold"),
         "bb2ef3703b8d3a04",
         "quality.check, events (wrapped), batched_detector (called)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:fill_holes_in_mask_scores",
         ("mask", "max_area", "fill_holes", "remove_sprinkles"),
         "ae27c0b6655e9e88",
         "quality.check, events (wrapped)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:_get_connected_components_with_padding",
         ("mask",),
         "5aed79d687578479",
         "quality.CvUtils.cc_2d (called by it)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel.run_tracker_propagation",
         ("inference_session", "frame_idx", "reverse"),
         "143146deec17fd4d",
         "quality (calls the mask clean-up)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel.build_outputs",
         ("inference_session", "det_out", "tracker_low_res_masks_global", "tracker_update_plan"),
         "ae744db5a26f2531",
         "quality (calls the mask clean-up)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel._associate_det_trk",
-        ("det_masks", "det_scores", "trk_masks", "trk_obj_ids"),
+        ("det_masks", "det_scores", "trk_masks", "trk_obj_ids", "det_prompt_ids", "trk_prompt_ids"),
         "39b3e7b508b08611",
-        "events (wrapped)",
-        batched=False,
+        "events (wrapped), meta_parity._per_prompt_association (wraps it)",
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel._process_hotstart",
         ("inference_session", "frame_idx", "reverse"),
         "be552829c651f262",
         "events (wrapped)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel._prepare_recondition_masks",
         ("inference_session", "frame_idx", "det_out"),
         "f8f3a26d40f5f9cd",
         "events (wrapped)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel._suppress_overlapping_based_on_recent_occlusion",
         ("inference_session", "frame_idx", "tracker_low_res_masks_global"),
         "072370339febfc0d",
         "events (wrapped)",
-        batched=False,
     ),
     Internal(
         f"{_VIDEO}:Sam3VideoModel.run_detection",
         ("inference_session", "vision_embeds"),
         "7c38f9a7fe186a4c",
         "batched_detector.run_detection (replaces it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_DETECTOR}:Sam3Model.forward",
         ("vision_embeds", "text_embeds", "attention_mask"),
         "77a58f9ff67fcb79",
         "batched_detector (calls forward without hooks)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_DETECTOR}:Sam3Model.get_text_features",
         ("input_ids", "attention_mask"),
         "19f39836cfd5a331",
         "batched_detector, sam3._add_prompt (call it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel.forward",
         ("inference_session", "frame_idx", "reverse", "run_mem_encoder"),
         "1dd345e5ed67797f",
         "batched_tracker.forward (replaces it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._single_frame_forward",
         ("image_embeddings", "multimask_output"),
         "bfcc061ba2edfc4e",
         "batched_tracker._sam_heads (copies its no-prompt path)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._run_single_frame_inference",
@@ -156,7 +151,7 @@ INTERNALS: tuple[Internal, ...] = (
         ),
         "b58c4ef6f2ca7d2f",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._batch_encode_memories",
@@ -170,14 +165,14 @@ INTERNALS: tuple[Internal, ...] = (
         ),
         "710806bc5d518c86",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._gather_memory_frame_outputs",
         ("inference_session", "obj_idx", "frame_idx", "track_in_reverse_time"),
         "60d1be02dba19c96",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._get_object_pointers",
@@ -191,21 +186,21 @@ INTERNALS: tuple[Internal, ...] = (
         ),
         "6cef7ca2e577e6e5",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._prepare_vision_features",
         ("inference_session", "frame_idx", "batch_size"),
         "b5821cd8f26641fb",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._build_memory_attention_inputs",
         ("temporal_positions_and_previous_outputs", "device"),
         "d92c84a335a70a1f",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._process_object_pointers",
@@ -219,14 +214,43 @@ INTERNALS: tuple[Internal, ...] = (
         ),
         "6b675c94818c285c",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
     ),
     Internal(
         f"{_TRACKER}:Sam3TrackerVideoModel._use_multimask",
         ("is_init_cond_frame", "point_inputs"),
         "a95efbc4e9badc98",
         "batched_tracker (calls it)",
-        batched=True,
+        part="batched",
+    ),
+    Internal(
+        f"{_DETECTOR}:Sam3Model.forward",
+        (
+            "pixel_values",
+            "vision_embeds",
+            "input_ids",
+            "attention_mask",
+            "text_embeds",
+            "input_boxes",
+            "input_boxes_labels",
+        ),
+        "77a58f9ff67fcb79",
+        "meta_parity._forward_with_empty_geometry_prompt (wraps it)",
+        part="parity",
+    ),
+    Internal(
+        f"{_DETECTOR}:Sam3GeometryEncoder.forward",
+        ("box_embeddings", "box_mask", "box_labels", "img_feats", "img_pos_embeds"),
+        "6fd8710541c56100",
+        "meta_parity._forward_with_empty_geometry_prompt (calls it with no boxes)",
+        part="parity",
+    ),
+    Internal(
+        f"{_VIDEO}:Sam3VideoModel._tracker_add_new_objects",
+        ("inference_session", "frame_idx", "new_obj_ids", "new_obj_masks", "reverse"),
+        "53c1caae42cbad94",
+        "meta_parity._tracker_add_new_objects (replaces it)",
+        part="parity",
     ),
 )
 
@@ -254,15 +278,15 @@ def source_hash(name: str) -> str | None:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def problems(batched_only: bool | None = None) -> list[str]:
+def problems(part: str | None = None) -> list[str]:
     """What is missing or changed in shape, one line each (empty when all is as tested).
 
-    batched_only: True for the internals only the batched passes need, False for the others,
-    None for all.
+    part: "always", "batched" or "parity" for the internals that part needs (see
+    `Internal.part`), None for all.
     """
     found = []
     for internal in INTERNALS:
-        if batched_only is not None and internal.batched != batched_only:
+        if part is not None and internal.part != part:
             continue
         obj = resolve(internal.name)
         if obj is None:
