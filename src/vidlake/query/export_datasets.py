@@ -1,0 +1,87 @@
+"""Result sets as dataset folders that training and annotation tools read: Ultralytics YOLO
+segmentation (`export_yolo`), CVAT for video 1.1 (`export_cvat`) and MOTS (`export_mots`),
+each with the hit clips' frames as JPEG images; and where such a folder is written (--out, a
+new or empty local folder, or an s3:// prefix the folder is uploaded to when complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from vidlake.errors import UsageError, VidlakeError
+from vidlake.query.engine import ConceptIndex
+from vidlake.query.export import OutPath, _filesystem, export_rows, is_remote, writing
+from vidlake.query.export_cvat import write_cvat
+from vidlake.query.export_mots import write_mots
+from vidlake.query.export_yolo import write_yolo
+from vidlake.store.object_store import preflight
+
+WRITERS = {"yolo": write_yolo, "cvat": write_cvat, "mots": write_mots}
+DATASET_FORMATS = tuple(WRITERS)
+
+
+def prepare_folder(out: OutPath, storage_options: dict | None = None) -> None:
+    """Checks that OUT can take a dataset folder: a new or empty folder (made here), or an
+    s3:// prefix with nothing under it; a UsageError says why not. Called before the work."""
+    if is_remote(out):
+        uri = os.fspath(out)
+        try:
+            preflight(uri, (), storage_options)
+        except VidlakeError as exc:
+            raise UsageError(f"--out {exc}") from exc
+        fs, path = _filesystem(uri, storage_options)
+        with writing(out):
+            if fs.isfile(path):
+                raise UsageError(f"--out {out} is a file; name a new or empty folder")
+            if fs.exists(path) and fs.ls(path):
+                raise UsageError(f"--out {out} is not empty; name a new or empty folder")
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--out {out} is not empty; name a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def local_folder(out: OutPath, storage_options: dict | None = None) -> Iterator[Path]:
+    """A local folder to write OUT's dataset in: OUT itself, or for a URI a temporary folder
+    uploaded to it when the block ends without an error (no half dataset in the bucket)."""
+    if not is_remote(out):
+        yield Path(out)
+        return
+    uri = os.fspath(out)
+    with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
+        yield Path(folder)
+        fs, path = _filesystem(uri, storage_options)
+        with writing(uri):
+            fs.put(f"{folder}/", path.rstrip("/"), recursive=True)
+
+
+def write_dataset(
+    index: ConceptIndex,
+    hits: pa.Table,
+    fmt: str,
+    out: OutPath,
+    concepts: Sequence[str] | None = None,
+) -> int:
+    """Writes the masks and frames of HITS (rows of `search`) as a FMT dataset folder at OUT
+    (checked with prepare_folder first); gives the number of object masks (object-frames)
+    written. CONCEPTS are the dataset's classes (default: those of HITS), so that a result
+    with no hits is still an empty dataset of the phrase's class."""
+    if fmt not in WRITERS:
+        raise UsageError(f"--format must be one of {', '.join(DATASET_FORMATS)}, got {fmt!r}")
+    options = index.store.storage_options
+    rows = export_rows(index, hits, concepts)
+    with local_folder(out, options) as folder, writing(out):
+        return WRITERS[fmt](index, rows, folder)
