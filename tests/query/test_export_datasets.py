@@ -5,10 +5,13 @@ synthetic videos' drawn shapes (their ground truth).
 How each is read back, and why:
 - MOTS: by TrackEval (`trackeval` on PyPI, the MOTChallenge benchmark's evaluation code), its
   MOTSChallenge reader, which also rejects overlapping masks and frames outside the sequence.
-- YOLO: Ultralytics' own reader needs the `ultralytics` package, which pulls opencv-python
-  (a second cv2 that breaks opencv-python-headless's), matplotlib and polars, and its dataset
-  check downloads a font; so the test reads the files as Ultralytics' documentation specifies
-  them (https://docs.ultralytics.com/datasets/segment/, label paths as its `img2label_paths`).
+- YOLO: by Ultralytics' own `YOLODataset` (the `ultralytics` package, installed without its
+  dependencies: they would add opencv-python, whose cv2 clobbers opencv-python-headless's, and
+  matplotlib and polars, which reading does not need), and by a reading written to Ultralytics'
+  documentation (https://docs.ultralytics.com/datasets/segment/, label paths as its
+  `img2label_paths`), which also runs where ultralytics is absent and reads empty datasets
+  (YOLODataset refuses a folder without images). Both compare polygons, rasterised here with
+  rounding: Ultralytics' own rasteriser truncates to int32, a pixel off on some edges.
 - CVAT: no reader runs without a CVAT server (`cvat-sdk` is its API client) or Datumaro (which
   needs opencv-python too); so the test parses the XML to CVAT's published description
   (https://docs.cvat.ai/docs/dataset_management/formats/format-cvat/, "CVAT for videos").
@@ -171,6 +174,35 @@ def test_yolo_export_reads_back_as_the_stored_masks(exported, clips, stored, que
             assert np.array_equal(drawn.astype(bool), want), (image, fi)
             if masks:
                 _assert_truth(query_index, clip, fi, drawn.astype(bool))
+
+
+def test_yolo_export_reads_the_same_in_ultralytics(exported, monkeypatch, tmp_path):
+    """Ultralytics' own dataset reader (YOLODataset, as its trainer builds it from data.yaml)
+    finds every image, none corrupt, with the labels the spec reading gives. Its data.yaml
+    check (`check_det_dataset`) is not called: it downloads a font."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "config"))  # its settings file
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    dataset = pytest.importorskip(
+        "ultralytics.data.dataset", reason="ultralytics is in requirements-reference.txt"
+    )
+    folder = tmp_path / "dataset"  # Ultralytics writes a labels cache next to the labels
+    shutil.copytree(exported["yolo"][0], folder)
+    data, labels = _read_yolo(folder)
+    read = dataset.YOLODataset(
+        img_path=str(folder / data["train"]),
+        data={**data, "channels": 3},
+        task="segment",
+        imgsz=160,
+        augment=False,
+        cache=False,
+    )
+    assert sorted(Path(lb["im_file"]) for lb in read.labels) == sorted(labels)
+    for lb in read.labels:
+        want = labels[Path(lb["im_file"])]
+        assert lb["cls"].ravel().tolist() == [cls for cls, _ in want]
+        assert len(lb["segments"]) == len(want)
+        for got, (_, points) in zip(lb["segments"], want, strict=True):
+            assert np.allclose(got, points, atol=1e-6)
 
 
 # -- CVAT --------------------------------------------------------------------------------------
