@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import configparser
 import csv
+import dataclasses
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -516,6 +517,32 @@ def test_out_must_be_a_new_or_empty_folder(engine, hits, tmp_path):
         prepare_folder("/proc/vidlake")
     with pytest.raises(UsageError, match="^--format must be one of yolo, cvat, mots, got 'voc'"):
         write_dataset(engine, hits, "voc", tmp_path / "new")
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "cvat", "mots"])
+def test_a_video_gone_from_its_uri_is_one_line_and_leaves_no_half_dataset(
+    engine, hits, monkeypatch, tmp_path, fmt
+):
+    from vidlake.errors import VideoError
+    from vidlake.query import export_datasets
+
+    rows = export_rows(engine, hits, [CONCEPT])
+    gone = str(tmp_path / "moved" / "a.mp4")
+    last = rows.clip_ids[-1]  # the earlier clips are written first
+    clips = {**rows.clips, last: {**rows.clips[last], "video_uri": gone}}
+    monkeypatch.setattr(
+        export_datasets, "export_rows", lambda *a, **k: dataclasses.replace(rows, clips=clips)
+    )
+    out = tmp_path / "out"
+    prepare_folder(out)
+    out.chmod(0o755)
+    with pytest.raises(VideoError) as info:
+        write_dataset(engine, hits, fmt, out, [CONCEPT])
+    assert gone in str(info.value) and "\n" not in str(info.value)
+    assert sorted(tmp_path.iterdir()) == [out] and list(out.iterdir()) == []
+    monkeypatch.undo()
+    assert write_dataset(engine, hits.slice(0, 1), fmt, out, [CONCEPT]) > 0
+    assert out.stat().st_mode & 0o777 == 0o755 and any(out.iterdir())
 
 
 def test_a_dataset_is_uploaded_to_an_s3_out(query_index, hits, moto_s3):

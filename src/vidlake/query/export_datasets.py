@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,10 +56,22 @@ def prepare_folder(out: OutPath, storage_options: dict | None = None) -> None:
 
 @contextlib.contextmanager
 def local_folder(out: OutPath, storage_options: dict | None = None) -> Iterator[Path]:
-    """A local folder to write OUT's dataset in: OUT itself, or for a URI a temporary folder
-    uploaded to it when the block ends without an error (no half dataset in the bucket)."""
+    """A local folder to write OUT's dataset in, put in place when the block ends without an
+    error, so that a failure (a video gone from its URI) leaves no half dataset: a hidden
+    sibling of OUT that replaces it (it is empty: prepare_folder), or for a URI a temporary
+    folder uploaded under it."""
     if not is_remote(out):
-        yield Path(out)
+        out = Path(out)
+        with writing(out):
+            partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            if out.is_dir():  # mkdtemp's folder is private (0700); keep OUT's own mode
+                partial.chmod(out.stat().st_mode & 0o7777)
+        try:
+            yield partial
+            with writing(out):
+                os.replace(partial, out)  # POSIX rename: an empty folder is replaced
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         return
     uri = os.fspath(out)
     with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
