@@ -38,7 +38,7 @@ def is_remote(out: OutPath) -> bool:
     return protocol(os.fspath(out)) not in ("file", "local")
 
 
-def _filesystem(out: str, storage_options: dict | None):
+def out_filesystem(out: str, storage_options: dict | None):
     """(fsspec filesystem, path) of the URI OUT, opened with STORAGE_OPTIONS (Lance names)."""
     from fsspec.core import url_to_fs
 
@@ -46,6 +46,18 @@ def _filesystem(out: str, storage_options: dict | None):
         return url_to_fs(out, **fsspec_options(out, storage_options))
     except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
         raise UsageError(f"cannot write --out {out}: {exc}") from exc
+
+
+def checked_filesystem(out: str, storage_options: dict | None):
+    """(fsspec filesystem, path) of the URI OUT once its bucket answers; a UsageError naming
+    --out OUT when it does not."""
+    try:
+        # One list request with short timeouts: an unreachable endpoint, rejected credentials
+        # or a missing bucket is one line, not botocore's retries and traceback.
+        preflight(out, (), storage_options)
+    except VidlakeError as exc:
+        raise UsageError(f"--out {exc}") from exc
+    return out_filesystem(out, storage_options)
 
 
 @contextlib.contextmanager
@@ -65,14 +77,7 @@ def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     costs no query or decoding.
     """
     if is_remote(out):
-        uri = os.fspath(out)
-        try:
-            # One list request with short timeouts: an unreachable endpoint, rejected
-            # credentials or a missing bucket is one line, not botocore's retries and traceback.
-            preflight(uri, (), storage_options)
-        except VidlakeError as exc:
-            raise UsageError(f"--out {exc}") from exc
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = checked_filesystem(os.fspath(out), storage_options)
         with writing(out):
             is_dir = fs.isdir(path)
         if is_dir:
@@ -98,7 +103,7 @@ def local_output(out: OutPath, storage_options: dict | None = None) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
         local = Path(folder) / posixpath.basename(uri)
         yield local
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = out_filesystem(uri, storage_options)
         with writing(uri):
             fs.put_file(str(local), path)
 

@@ -15,13 +15,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from vidlake.errors import UsageError, VidlakeError
+from vidlake.errors import UsageError
 from vidlake.query.engine import ConceptIndex
-from vidlake.query.export import OutPath, _filesystem, export_rows, is_remote, writing
+from vidlake.query.export import (
+    OutPath,
+    checked_filesystem,
+    export_rows,
+    is_remote,
+    out_filesystem,
+    writing,
+)
 from vidlake.query.export_cvat import write_cvat
 from vidlake.query.export_mots import write_mots
 from vidlake.query.export_yolo import write_yolo
-from vidlake.store.object_store import preflight
 
 WRITERS = {"yolo": write_yolo, "cvat": write_cvat, "mots": write_mots}
 DATASET_FORMATS = tuple(WRITERS)
@@ -31,12 +37,7 @@ def prepare_folder(out: OutPath, storage_options: dict | None = None) -> None:
     """Checks that OUT can take a dataset folder: a new or empty folder (made here), or an
     s3:// prefix with nothing under it; a UsageError says why not. Called before the work."""
     if is_remote(out):
-        uri = os.fspath(out)
-        try:
-            preflight(uri, (), storage_options)
-        except VidlakeError as exc:
-            raise UsageError(f"--out {exc}") from exc
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = checked_filesystem(os.fspath(out), storage_options)
         with writing(out):
             if fs.isfile(path):
                 raise UsageError(f"--out {out} is a file; name a new or empty folder")
@@ -76,7 +77,7 @@ def local_folder(out: OutPath, storage_options: dict | None = None) -> Iterator[
     uri = os.fspath(out)
     with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
         yield Path(folder)
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = out_filesystem(uri, storage_options)
         with writing(uri):
             fs.put(f"{folder}/", path.rstrip("/"), recursive=True)
 
