@@ -263,6 +263,30 @@ def test_verify_with_failed_clips_exits_1_and_retries(cli_index, cli_videos, tmp
     assert info["verified"] == {"green triangle": len(found)}
 
 
+def test_export_writes_dataset_folders_and_empty_ones_with_a_note(cli_index, red_rows, tmp_path):
+    """--format yolo|cvat|mots write folders (read back in tests/query/test_export_datasets.py);
+    a phrase with no hits where asked gives an empty dataset and one note on stderr."""
+    export = ("export", "--index", cli_index, "red square", "--format")
+    for fmt, first in (("yolo", "data.yaml"), ("cvat", None), ("mots", "classes.txt")):
+        out = tmp_path / fmt
+        proc = vidlake(*export, fmt, "--out", str(out))
+        assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+        assert proc.stdout.strip().endswith(f"of {len(red_rows)} clips to {out}"), proc.stdout
+        assert first is None or (out / first).is_file()
+        assert len(list(out.glob("*/annotations.xml" if fmt == "cvat" else "*"))) >= 2
+        empty = tmp_path / f"empty-{fmt}"
+        proc = vidlake(*export, fmt, "--out", str(empty), "--video", "*b_no_red*")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"note: no hits of 'red square' match; {empty} is an empty {fmt} dataset"]
+        assert proc.stdout.strip() == f"wrote 0 annotations of 0 clips to {empty}"
+    assert (tmp_path / "empty-yolo" / "data.yaml").read_text().endswith("names:\n  0: red square\n")
+    assert list((tmp_path / "empty-cvat").iterdir()) == []
+    assert (tmp_path / "empty-mots" / "seqmaps" / "vidlake.txt").read_text() == "name\n"
+    assert_one_line_error(vidlake(*export, "mots", "--out", str(tmp_path / "yolo")), "not empty")
+    assert_one_line_error(vidlake(*export, "voc", "--out", str(tmp_path / "v")), "--format")
+
+
 def test_export_of_a_phrase_not_indexed_writes_nothing(cli_index, tmp_path):
     out = tmp_path / "ph.json"
     proc = vidlake("export", "--index", cli_index, "Purple Hexagon", "--out", str(out))

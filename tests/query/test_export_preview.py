@@ -179,7 +179,7 @@ def test_labels_stay_inside_the_frame(box):
 def test_videos_of_one_file_name_in_two_folders_stay_apart(tmp_path, index_synthetic):
     from query_truth import apart_video
 
-    from vidlake.query.export import _frame_name
+    from vidlake.query.export import frame_name
 
     videos = [apart_video(tmp_path / folder) for folder in ("A", "B")]
     assert {Path(v.uri).name for v in videos} == {"d_apart.mp4"}
@@ -205,7 +205,7 @@ def test_videos_of_one_file_name_in_two_folders_stay_apart(tmp_path, index_synth
     frames = [f for video in ytvis["videos"] for f in video["file_names"]]
     assert len(frames) == len(set(frames))
     clip = engine.clips(hits.column("clip_id").to_pylist()[:1]).to_pylist()[0]
-    assert _frame_name(clip, 3) == f"d_apart.mp4-{clip['video_id']}/00000/00000003.jpg"
+    assert frame_name(clip, 3) == f"d_apart.mp4-{clip['video_id']}/00000/00000003.jpg"
 
 
 def test_an_unreachable_s3_out_is_one_line_before_any_work():

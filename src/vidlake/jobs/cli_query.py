@@ -586,9 +586,21 @@ def export(
     phrase: Annotated[str, typer.Argument(help="The concept whose hits to export.")],
     index_uri: IndexOpt,
     out_path: Annotated[
-        str, typer.Option("--out", help="The JSON file to write (a path or s3://bucket/key).")
+        str,
+        typer.Option(
+            "--out",
+            help="The JSON file (coco, ytvis) or the new or empty folder (yolo, cvat, mots) "
+            "to write: a path or an s3:// URI.",
+        ),
     ],
-    fmt: Annotated[str, typer.Option("--format", help="coco (COCO RLE) or ytvis.")] = "coco",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="coco (COCO RLE), ytvis (YouTube-VIS), yolo (Ultralytics YOLO segmentation), "
+            "cvat (CVAT for video 1.1) or mots (MOTChallenge MOTS).",
+        ),
+    ] = "coco",
     min_score: MinScoreOpt = 0.0,
     video: VideoOpt = None,
     between: BetweenOpt = None,
@@ -596,12 +608,15 @@ def export(
     as_of: AsOfOpt = None,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Write the masks of a concept's hits as COCO RLE JSON or YouTube-VIS JSON."""
+    """Write the masks of a concept's hits as COCO RLE or YouTube-VIS JSON, or as a YOLO, CVAT
+    or MOTS dataset folder with the hits' frames."""
     from vidlake.query.engine import Query, normalize_phrase
     from vidlake.query.export import FORMATS, export_hits, prepare_output, write_json
+    from vidlake.query.export_datasets import DATASET_FORMATS, prepare_folder, write_dataset
 
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    formats = (*FORMATS, *DATASET_FORMATS)
+    if fmt not in formats:
+        raise UsageError(f"--format must be one of {', '.join(formats)}, got {fmt!r}")
     concept = normalize_phrase(phrase)
     q = Query(
         phrase=concept,
@@ -619,13 +634,27 @@ def export(
         if engine.candidate_clips(candidates, limit=1).num_rows:
             message += "; `vidlake query --verify` can add it"
         raise UsageError(message)
-    prepare_output(out_path, engine.store.storage_options)
+    options = engine.store.storage_options
+    if fmt in DATASET_FORMATS:
+        prepare_folder(out_path, options)
+    else:
+        prepare_output(out_path, options)
     hits = engine.run(q)
-    data = export_hits(engine, hits, fmt)  # type: ignore[arg-type]
-    write_json(data, out_path, engine.store.storage_options)
-    annotations = counted(len(data["annotations"]), "annotation")
+    if fmt in DATASET_FORMATS:
+        n = write_dataset(engine, hits, fmt, out_path, [concept])
+    else:
+        data = export_hits(engine, hits, fmt, [concept])  # type: ignore[arg-type]
+        write_json(data, out_path, options)
+        n = len(data["annotations"])
+    if not hits.num_rows:
+        err.print(
+            f"note: no hits of {concept!r} match; {out_path} is an empty {fmt} dataset",
+            markup=False,
+            soft_wrap=True,
+        )
     out.print(
-        f"wrote {annotations} of {counted(hits.num_rows, 'clip')} to {out_path}", markup=False
+        f"wrote {counted(n, 'annotation')} of {counted(hits.num_rows, 'clip')} to {out_path}",
+        markup=False,
     )
 
 

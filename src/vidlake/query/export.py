@@ -1,5 +1,7 @@
 """Result sets as COCO RLE JSON (one image per sampled frame) or YouTube-VIS JSON (one video
-per clip), from the masks stored in `masklets`.
+per clip), from the masks stored in `masklets`; the rows every export is written from
+(`export_rows`) and where exports are written (`--out`, a path or a URI). The folder formats
+(YOLO, CVAT, MOTS) are in `export_datasets`.
 
 COCO bboxes are [x, y, width, height] in pixels of the indexed frames; RLE counts are the
 compressed strings pycocotools writes (column-major, as stored). Image and video file names
@@ -10,11 +12,13 @@ record also carries the video URI, clip id and timestamps that locate the frame 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +38,7 @@ def is_remote(out: OutPath) -> bool:
     return protocol(os.fspath(out)) not in ("file", "local")
 
 
-def _filesystem(out: str, storage_options: dict | None):
+def out_filesystem(out: str, storage_options: dict | None):
     """(fsspec filesystem, path) of the URI OUT, opened with STORAGE_OPTIONS (Lance names)."""
     from fsspec.core import url_to_fs
 
@@ -42,6 +46,18 @@ def _filesystem(out: str, storage_options: dict | None):
         return url_to_fs(out, **fsspec_options(out, storage_options))
     except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
         raise UsageError(f"cannot write --out {out}: {exc}") from exc
+
+
+def checked_filesystem(out: str, storage_options: dict | None):
+    """(fsspec filesystem, path) of the URI OUT once its bucket answers; a UsageError naming
+    --out OUT when it does not."""
+    try:
+        # One list request with short timeouts: an unreachable endpoint, rejected credentials
+        # or a missing bucket is one line, not botocore's retries and traceback.
+        preflight(out, (), storage_options)
+    except VidlakeError as exc:
+        raise UsageError(f"--out {exc}") from exc
+    return out_filesystem(out, storage_options)
 
 
 @contextlib.contextmanager
@@ -61,14 +77,7 @@ def prepare_output(out: OutPath, storage_options: dict | None = None) -> None:
     costs no query or decoding.
     """
     if is_remote(out):
-        uri = os.fspath(out)
-        try:
-            # One list request with short timeouts: an unreachable endpoint, rejected
-            # credentials or a missing bucket is one line, not botocore's retries and traceback.
-            preflight(uri, (), storage_options)
-        except VidlakeError as exc:
-            raise UsageError(f"--out {exc}") from exc
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = checked_filesystem(os.fspath(out), storage_options)
         with writing(out):
             is_dir = fs.isdir(path)
         if is_dir:
@@ -94,7 +103,7 @@ def local_output(out: OutPath, storage_options: dict | None = None) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="vidlake-out-") as folder:
         local = Path(folder) / posixpath.basename(uri)
         yield local
-        fs, path = _filesystem(uri, storage_options)
+        fs, path = out_filesystem(uri, storage_options)
         with writing(uri):
             fs.put_file(str(local), path)
 
@@ -126,29 +135,78 @@ def _area(rle: dict) -> float:
     return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"]}))
 
 
-def _frame_name(clip: dict, frame_index: int) -> str:
+def frame_name(clip: dict, frame_index: int) -> str:
     """`<video file>-<video id>/<clip index>/<frame>.jpg`: the id keeps apart two videos of one
     file name in different folders, which COCO tools would otherwise merge into one image."""
     stem = posixpath.basename(clip["video_uri"])
     return f"{stem}-{clip['video_id']}/{clip['clip_index']:05d}/{frame_index:08d}.jpg"
 
 
-def export_hits(
-    index: ConceptIndex, hits: pa.Table, fmt: Literal["coco", "ytvis"] = "coco"
-) -> dict:
-    """The masks of HITS (rows of `search`) as a COCO or YouTube-VIS dataset dict."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    concepts = sorted(set(hits.column("concept").to_pylist()))
-    category = {c: i + 1 for i, c in enumerate(concepts)}
+def sequence_name(clip: dict) -> str:
+    """`<video file>-<video id>-<clip index>`: a clip's folder in the folder formats, unique
+    per clip as `frame_name`'s folders are (the clip index keeps a video's clips apart)."""
+    stem = posixpath.basename(clip["video_uri"])
+    return f"{stem}-{clip['video_id']}-{clip['clip_index']:05d}"
+
+
+@dataclass(frozen=True)
+class ExportRows:
+    """What every export format is written from.
+
+    clip_ids: the hit clips in result order; clips: their `clips` rows by id; masklets: their
+    `masklets` rows of the exported concepts, by clip (result order), concept, object id;
+    categories: {concept: id}, 1-based in the concepts' sorted order (COCO's category ids).
+    """
+
+    clip_ids: list[str]
+    clips: dict[str, dict]
+    masklets: list[dict]
+    categories: dict[str, int]
+
+    def masklets_of(self, clip_id: str) -> list[dict]:
+        """The masklets of one clip, in `masklets`' order."""
+        return self._by_clip.get(clip_id, [])
+
+    @functools.cached_property
+    def _by_clip(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for m in self.masklets:
+            out.setdefault(m["clip_id"], []).append(m)
+        return out
+
+
+def export_rows(
+    index: ConceptIndex, hits: pa.Table, concepts: Sequence[str] | None = None
+) -> ExportRows:
+    """The rows to export for HITS (rows of `search`). CONCEPTS are the exported categories
+    (default: those of HITS): given, an empty result still names them."""
+    found = hits.column("concept").to_pylist()
+    names = sorted(set(concepts if concepts is not None else found) | set(found))
     clip_ids = list(dict.fromkeys(hits.column("clip_id").to_pylist()))
     clips = {r["clip_id"]: r for r in index.clips(clip_ids).to_pylist()}
-    masklets = index.masklets(clip_ids, concepts).to_pylist()
-    masklets.sort(key=lambda m: (clip_ids.index(m["clip_id"]), m["concept"], m["object_id"]))
-    categories = [{"id": i, "name": c, "supercategory": "object"} for c, i in category.items()]
+    masklets = index.masklets(clip_ids, names).to_pylist() if clip_ids else []
+    order = {c: i for i, c in enumerate(clip_ids)}
+    masklets.sort(key=lambda m: (order[m["clip_id"]], m["concept"], m["object_id"]))
+    return ExportRows(clip_ids, clips, masklets, {c: i + 1 for i, c in enumerate(names)})
+
+
+def export_hits(
+    index: ConceptIndex,
+    hits: pa.Table,
+    fmt: Literal["coco", "ytvis"] = "coco",
+    concepts: Sequence[str] | None = None,
+) -> dict:
+    """The masks of HITS (rows of `search`) as a COCO or YouTube-VIS dataset dict; CONCEPTS
+    as in `export_rows`."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows = export_rows(index, hits, concepts)
+    categories = [
+        {"id": i, "name": c, "supercategory": "object"} for c, i in rows.categories.items()
+    ]
     if fmt == "coco":
-        return _coco(clips, clip_ids, masklets, category, categories)
-    return _ytvis(clips, clip_ids, masklets, category, categories)
+        return _coco(rows.clips, rows.clip_ids, rows.masklets, rows.categories, categories)
+    return _ytvis(rows.clips, rows.clip_ids, rows.masklets, rows.categories, categories)
 
 
 def _coco(clips, clip_ids, masklets, category, categories) -> dict:
@@ -162,7 +220,7 @@ def _coco(clips, clip_ids, masklets, category, categories) -> dict:
             images.append(
                 {
                     "id": len(images) + 1,
-                    "file_name": _frame_name(clip, frame),
+                    "file_name": frame_name(clip, frame),
                     "width": clip["width"],
                     "height": clip["height"],
                     "video_uri": clip["video_uri"],
@@ -209,7 +267,7 @@ def _ytvis(clips, clip_ids, masklets, category, categories) -> dict:
                 "width": clip["width"],
                 "height": clip["height"],
                 "length": clip["n_frames"],
-                "file_names": [_frame_name(clip, f) for f in clip["frame_indices"]],
+                "file_names": [frame_name(clip, f) for f in clip["frame_indices"]],
                 "video_uri": clip["video_uri"],
                 "clip_id": clip_id,
                 "frame_times_s": clip["frame_times_s"],
