@@ -565,10 +565,10 @@ def build_app(
 
     # Behind the token like every API route (Prometheus sends it: cluster/README.md).
     @app.get("/metrics", response_class=Response, dependencies=[_only()])
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(request: Request) -> Response:
         """Request counts and latencies per route, errors, index version, verify queue, in
         Prometheus' text format (serve/metrics.py)."""
-        body, media = metrics.exposition()
+        body, media = metrics.exposition(request.headers.get("accept", ""))
         return Response(body, media_type=media)
 
     @app.get(

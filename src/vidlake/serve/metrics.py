@@ -27,14 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -131,9 +125,12 @@ class ServerMetrics:
             self.verify_running.dec()
             lock.release()
 
-    def exposition(self) -> tuple[bytes, str]:
-        """(body, content type) of GET /metrics."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) of GET /metrics for a request's ACCEPT header, negotiated as
+        prometheus_client's own server does: OpenMetrics when asked for, else the text format
+        0.0.4 every Prometheus reads."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 class RequestMetrics:
