@@ -82,6 +82,8 @@ def test_the_builder_refuses_a_missing_token_and_unknown_arguments(monkeypatch):
 def test_zero_downtime_upgrades_and_the_cluster(service):
     spec = service["spec"]
     assert spec["upgradeStrategy"]["type"] == "NewCluster"
+    # The old cluster outlives the longest request it may be running (a POST /verify).
+    assert spec["rayClusterDeletionDelaySeconds"] >= 300
     assert spec["rayClusterConfig"]["rayVersion"] == ray.__version__
     images = {c["image"] for c in containers(service).values()}
     assert len(images) == 1 and "vidlake" in images.pop()
