@@ -13,9 +13,10 @@ import time
 import urllib.request
 
 import pytest
-from prometheus_text import has_sample, sample_sum
+from prometheus_text import sample_sum
 
 from vidlake.pipeline.index_job import run_index
+from vidlake.pipeline.metrics import JobMetrics
 
 CONCEPTS = ("red square", "blue circle")
 SCRAPE_TIMEOUT_S = 30.0
@@ -85,7 +86,29 @@ def test_the_index_job_reports_its_progress_through_ray_metrics(
     # Seconds in the model: what the job's summary measured, summed over the actors.
     model_s = moved(text, "ray_vidlake_segment_model_seconds_total")
     assert model_s == pytest.approx(summary.model_s, rel=1e-6)
-    # The run's gauges are back to 0 once it is over, having been set during it.
-    assert has_sample(text, "ray_vidlake_index_segment_actors")
+    # No run: the gauges are 0, or gone from the agent's export.
     assert sample_sum(text, "ray_vidlake_index_segment_actors") == 0
     assert sample_sum(text, "ray_vidlake_index_videos_remaining") == 0
+
+
+def test_the_running_jobs_gauges_stay_exported_until_it_finishes(metrics_port):
+    """The agent forgets a gauge two report intervals after its last report (2 s at least):
+    JobMetrics sets its gauges again every second while a run lasts."""
+    metrics = JobMetrics()
+    metrics.start(n_actors=3, n_videos=5)
+    try:
+        time.sleep(3.5)  # past the agent's gauge TTL
+        text = scrape_until(
+            metrics_port, lambda t: sample_sum(t, "ray_vidlake_index_segment_actors") == 3
+        )
+        assert sample_sum(text, "ray_vidlake_index_segment_actors") == 3
+        assert sample_sum(text, "ray_vidlake_index_videos_remaining") == 5
+        time.sleep(2.5)  # and still there later
+        text = scrape(metrics_port)
+        assert sample_sum(text, "ray_vidlake_index_segment_actors") == 3
+    finally:
+        metrics.finish()
+    text = scrape_until(
+        metrics_port, lambda t: sample_sum(t, "ray_vidlake_index_segment_actors") == 0
+    )
+    assert sample_sum(text, "ray_vidlake_index_segment_actors") == 0

@@ -24,17 +24,23 @@ Outside a Ray worker (a plain `SegmentStage` in a test) recording is a no-op, as
 
 from __future__ import annotations
 
+import threading
+
 from ray.util.metrics import Counter, Gauge, Histogram
 
 from vidlake.store.schema import STATUS_FAILED
 
+# Ray's metrics agent drops a gauge's value once its process has not reported it for two
+# report intervals (2 s at least; ray._private.telemetry.open_telemetry_metric_recorder), and a
+# process reports a gauge only when it is set: the driver sets its gauges again this often.
+GAUGE_REFRESH_S = 1.0
 # Seconds one clip spends in the model: tens of ms (synthetic, tiny) to a minute (a 10 s clip
 # of a crowded scene on a small GPU).
 MODEL_SECONDS_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80]
 # Seconds one commit takes: ~20-50 ms locally, 0.15-0.3 s on object storage (commits.py).
 COMMIT_SECONDS_BOUNDARIES = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-# What a failed clip's error came from, as SegmentStage sees it.
+# What a failed clip's error came from, as SegmentStage sees it (the `stage` label).
 STAGE_DECODE = "decode"  # probe, plan or decode (the row arrived with its error)
 STAGE_SEGMENT = "segment"  # the model raised on the clip
 STAGE_LOAD = "load"  # the segmenter could not be loaded
@@ -72,9 +78,27 @@ class JobMetrics:
             description="Videos the running index job has yet to finish; 0 between runs.",
         )
 
+        self._gauges = {"actors": 0, "remaining": 0}
+        self._stop = threading.Event()
+        self._reporter: threading.Thread | None = None
+
     def start(self, n_actors: int, n_videos: int) -> None:
-        self.actors.set(n_actors)
-        self.videos_remaining.set(n_videos)
+        """The run starts: its gauges are reported every GAUGE_REFRESH_S until `finish`."""
+        self._gauges = {"actors": n_actors, "remaining": n_videos}
+        self._set_gauges()
+        self._stop.clear()
+        self._reporter = threading.Thread(
+            target=self._keep_reporting, name="vidlake-job-metrics", daemon=True
+        )
+        self._reporter.start()
+
+    def _keep_reporting(self) -> None:
+        while not self._stop.wait(GAUGE_REFRESH_S):
+            self._set_gauges()
+
+    def _set_gauges(self) -> None:
+        self.actors.set(self._gauges["actors"])
+        self.videos_remaining.set(self._gauges["remaining"])
 
     def video_done(self, status: str, n_clips: int, n_frames: int, remaining: int) -> None:
         """A video finished with STATUS; N_CLIPS and N_FRAMES: what it added to the index."""
@@ -83,6 +107,7 @@ class JobMetrics:
             self.clips.inc(n_clips)
         if n_frames:
             self.frames.inc(n_frames)
+        self._gauges["remaining"] = remaining
         self.videos_remaining.set(remaining)
 
     def videos_failed(self, n: int) -> None:
@@ -94,8 +119,13 @@ class JobMetrics:
         self.commit_seconds.observe(seconds)
 
     def finish(self) -> None:
-        self.actors.set(0)
-        self.videos_remaining.set(0)
+        """The run is over: its gauges go to 0 (then out of the agent's export)."""
+        self._stop.set()
+        if self._reporter is not None:
+            self._reporter.join()
+            self._reporter = None
+        self._gauges = {"actors": 0, "remaining": 0}
+        self._set_gauges()
 
 
 class SegmentMetrics:
@@ -131,5 +161,14 @@ class SegmentMetrics:
         if n_frames:  # Ray's Counter.inc takes only positive values
             self.frames.inc(n_frames)
 
-    def failed(self, stage: str) -> None:
-        self.failures.inc(1, tags={"stage": stage})
+    def failed_decode(self) -> None:
+        """A clip arrived with an error: its video could not be probed, planned or decoded."""
+        self.failures.inc(1, tags={"stage": STAGE_DECODE})
+
+    def failed_segment(self) -> None:
+        """The model raised on a clip."""
+        self.failures.inc(1, tags={"stage": STAGE_SEGMENT})
+
+    def failed_load(self) -> None:
+        """The segmenter could not be loaded (counted once per actor)."""
+        self.failures.inc(1, tags={"stage": STAGE_LOAD})

@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 
 from vidlake.errors import VidlakeError, one_line
-from vidlake.pipeline.metrics import STAGE_DECODE, STAGE_LOAD, STAGE_SEGMENT, SegmentMetrics
 from vidlake.records import ClipResult, ClipSpec, VideoInfo
 from vidlake.store.object_store import fsspec_options
 
@@ -214,6 +213,7 @@ class SegmentStage:
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
+        from vidlake.pipeline.metrics import SegmentMetrics  # imports Ray: here, in the actor
 
         self.load_error = ""
         self.metrics = SegmentMetrics()
@@ -226,7 +226,7 @@ class SegmentStage:
             if not load_errors_as_rows:
                 raise
             self.load_error = load_failure(model, exc)
-            self.metrics.failed(STAGE_LOAD)
+            self.metrics.failed_load()
             return
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
@@ -267,7 +267,7 @@ class SegmentStage:
         if self.load_error:
             return {**base, "tables": b"", "n_frames": 0, "error": self.load_error}
         if row["error"]:
-            self.metrics.failed(STAGE_DECODE)
+            self.metrics.failed_decode()
             return {**base, "tables": b"", "n_frames": 0, "error": row["error"]}
         frames = np.asarray(row["frames"])
         spec = row_to_spec(row)
@@ -280,7 +280,7 @@ class SegmentStage:
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
-            self.metrics.failed(STAGE_SEGMENT)
+            self.metrics.failed_segment()
             return {**base, "tables": b"", "n_frames": 0, "error": f"segmentation failed: {exc}"}
         finally:
             base["model_s"] = time.time() - base["model_start"]
