@@ -151,7 +151,9 @@ def exported_names() -> set[str]:
 
     names = set()
     for recorder in (JobMetrics(), SegmentMetrics()):
-        for metric in vars(recorder).values():
+        metrics = [m for m in vars(recorder).values() if isinstance(m, ray_metrics.Metric)]
+        assert metrics
+        for metric in metrics:
             base = f"ray_{metric.info['name']}"
             if isinstance(metric, ray_metrics.Counter):
                 names.add(f"{base}_total")
