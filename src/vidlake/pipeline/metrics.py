@@ -13,10 +13,9 @@ Two recorders, one per kind of process:
   videos still to do.
 - `SegmentMetrics`, in each segment actor (the model's process): clips and frames through the
   model, its busy seconds and seconds per clip, and clips that failed before or in it (by
-  stage). These move
-  as the model works, not when a write batch reaches the driver. The segment stage is also
-  what query-time verification runs (`vidlake query --verify`, the server's segmenter), so
-  model time there is counted too.
+  stage). These move as the model works, not when a write batch reaches the driver. The
+  segment stage is also what query-time verification runs (`vidlake query --verify`, the
+  server's segmenter), so model time there is counted too.
 
 Labels stay few and bounded (no run, video or concept ids): one series per status or stage.
 Outside a Ray worker (a plain `SegmentStage` in a test) recording is a no-op, as Ray makes it.
