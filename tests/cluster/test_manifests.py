@@ -23,6 +23,7 @@ KUBE_FILES = [
     "kuberay-rayjob.yaml",
     "kuberay-raycronjob-nightly.yaml",
     "k8s-cronjob-nightly.yaml",
+    "kuberay-rayservice.yaml",
 ]
 # What one segment actor takes on a GPU node (pipeline/index_job.py): 1 GPU and 1 CPU; decode
 # tasks take 1 CPU each, and a GPU needs at least one decoding beside it.
@@ -99,6 +100,7 @@ def test_every_manifest_is_yaml_of_its_kind():
         "kuberay-rayjob.yaml": ("ray.io/v1", "RayJob"),
         "kuberay-raycronjob-nightly.yaml": ("ray.io/v1", "RayCronJob"),
         "k8s-cronjob-nightly.yaml": ("batch/v1", "CronJob"),
+        "kuberay-rayservice.yaml": ("ray.io/v1", "RayService"),
     }
     load("ray-cluster-launcher.yaml")
     load("runtime_env.yaml")

@@ -260,6 +260,26 @@ def test_results_page_in_headless_chromium(server):
             browser.close()
 
 
+def test_metrics_of_each_api_replica_carry_its_id(server):
+    """Two API replicas count apart; a scrape through Serve's proxy reaches one of them, and
+    its series name it (serve/metrics.py), so they never read as one counter that resets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert server.request("GET", "/metrics", token=None)[0] == 401
+    replicas: set[str] = set()
+    for _ in range(40):
+        status, body = server.request("GET", "/metrics")
+        assert status == 200
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name == "vidlake_index_version":
+                (sample,) = family.samples
+                assert sample.value > 0
+                replicas.add(sample.labels["replica"])
+        if len(replicas) == 2:
+            break
+    assert len(replicas) == 2 and "" not in replicas, replicas
+
+
 def test_ctrl_c_stops_the_server(server):
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(timeout=60) == 0, server.log.read_text()[-3000:]

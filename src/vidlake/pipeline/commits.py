@@ -37,10 +37,13 @@ class VideoCommitter:
         store: IndexStore,
         max_share: float = COMMIT_SHARE,
         clock: Callable[[], float] = time.monotonic,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
+        """ON_COMMIT: called with each commit's seconds (the job's commit-latency metric)."""
         self.store = store
         self.max_share = max_share
         self.clock = clock
+        self.on_commit = on_commit
         self.fragments: dict[str, list[bytes]] = defaultdict(list)
         self.tracks: dict[str, str] = {}
         self.track_rows: list[pa.Table] = []
@@ -106,3 +109,5 @@ class VideoCommitter:
         self._last_end = self.clock()
         self._last_s = self._last_end - start
         self.commit_s += self._last_s
+        if self.on_commit is not None:
+            self.on_commit(self._last_s)

@@ -30,6 +30,7 @@ from vidlake.errors import EmptySourceError, UsageError, VidlakeError, one_line
 from vidlake.operators.stitch import stitch_tracks
 from vidlake.pipeline import stages
 from vidlake.pipeline.commits import VideoCommitter
+from vidlake.pipeline.metrics import JobMetrics
 from vidlake.pipeline.plan import (  # noqa: F401  (CLIP_SETTINGS, clip_settings: re-exported)
     CLIP_SETTINGS,
     TodoPlan,
@@ -363,8 +364,12 @@ def run_index(config: IndexConfig, progress: ProgressFn | None = None) -> RunSum
                 preloads.append(preload_text_encoder())
 
         init_ray(config.address)
+        metrics = JobMetrics()  # after Ray is up: what is recorded before is dropped
+        metrics.videos_failed(len(missing))
         try:
-            _segment_and_commit(config, store, plan, summary, failed_row, progress, on_first_clip)
+            _segment_and_commit(
+                config, store, plan, summary, failed_row, progress, metrics, on_first_clip
+            )
         except KeyboardInterrupt:
             # Ctrl-C: the videos finished so far are committed (_segment_and_commit); the run
             # is recorded as interrupted, so `vidlake runs` shows it and what it did.
@@ -462,7 +467,14 @@ def decode_plan(
 
 
 def _segment_and_commit(
-    config, store, plan: TodoPlan, summary, failed_row, progress, on_first_clip=None
+    config,
+    store,
+    plan: TodoPlan,
+    summary,
+    failed_row,
+    progress,
+    metrics: JobMetrics,
+    on_first_clip=None,
 ) -> None:
     """Streams videos through probe → decode → segment → write, queueing each video for the
     `VideoCommitter` when all its clips are in; calls ON_FIRST_CLIP when the first clip is back.
@@ -515,15 +527,19 @@ def _segment_and_commit(
             num_cpus=0.25,
         )
     )
-    committer = VideoCommitter(store)
+    committer = VideoCommitter(store, on_commit=metrics.committed)
+    metrics.start(n_actors, len(plan.todo) + len(plan.adding))
     try:
-        _consume(ds, config, summary, committer, failed_row, progress, plan, on_first_clip)
+        _consume(ds, config, summary, committer, failed_row, progress, plan, metrics, on_first_clip)
     finally:  # after Ctrl-C too: the videos whose clips are all in keep their work
         committer.commit()
         summary.n_commits, summary.commit_s = committer.n_commits, committer.commit_s
+        metrics.finish()
 
 
-def _consume(ds, config, summary, committer, failed_row, progress, plan, on_first_clip) -> None:
+def _consume(
+    ds, config, summary, committer, failed_row, progress, plan, metrics, on_first_clip
+) -> None:
     """Reads the stream's rows, queueing each video for COMMITTER once all its clips are in."""
     by_id = {s.video_id: s for s in plan.todo}
     by_id.update({vid: grow.source for vid, grow in plan.adding.items()})
@@ -544,8 +560,16 @@ def _consume(ds, config, summary, committer, failed_row, progress, plan, on_firs
         clip_total.see(vid, row["video_n_clips"])
         progress("segment", clips_done, clip_total.total())
         if len(arrived[vid]) == row["video_n_clips"]:
-            _queue_video(config, summary, committer, failed_row, by_id[vid], arrived.pop(vid), plan)
+            rows = arrived.pop(vid)
+            status = _queue_video(config, summary, committer, failed_row, by_id[vid], rows, plan)
             videos_done += 1
+            done = status != schema.STATUS_FAILED
+            metrics.video_done(
+                status,
+                n_clips=len(rows) if done else 0,
+                n_frames=sum(int(r["n_frames"]) for r in rows) if done else 0,
+                remaining=len(todo) - videos_done,
+            )
             progress("videos", videos_done, len(todo))
         committer.maybe_commit()
 
@@ -576,8 +600,9 @@ class ClipTotal:
 
 def _queue_video(
     config, summary, committer, failed_row, src: VideoSource, rows: list[dict], plan: TodoPlan
-):
-    """Queues a video whose clips are all in: its stitched rows, or its failed row.
+) -> str:
+    """Queues a video whose clips are all in: its stitched rows, or its failed row; returns
+    what became of it: STATUS_INDEXED, STATUS_FAILED or STATUS_GROWN.
 
     A video that gains concepts (plan.adding) gets the row that commits them; if one of its
     clips failed, it keeps what it had (its row as before, nothing pending) and the failure
@@ -591,10 +616,10 @@ def _queue_video(
         summary.n_failed += 1
         summary.failures.append((src.uri, f"adding {', '.join(grow.added)}: {errors[0]}"))
         committer.add(without_concepts(grow.row, [*pruned, *grow.added]))
-        return
+        return schema.STATUS_FAILED
     if errors:
         committer.add(failed_row(src, info, errors[0]))
-        return
+        return schema.STATUS_FAILED
     n_masklets = sum(int(r["n_masklets"]) for r in rows)
     # Stitched among the new masklets only: tracks never join masklets of two concepts.
     tracks = stitch_tracks(vid, [pickle.loads(r["boundary"]) for r in rows])
@@ -639,8 +664,10 @@ def _queue_video(
     summary.n_clips += len(rows)
     summary.n_masklets += n_masklets
     summary.n_frames += sum(int(r["n_frames"]) for r in rows)
+    return STATUS_GROWN if grow is not None else schema.STATUS_INDEXED
 
 
+STATUS_GROWN = "grown"  # an indexed video that gained concepts (a metric's status, not a row's)
 STATUS_INTERRUPTED = "interrupted"
 
 

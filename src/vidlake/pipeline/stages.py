@@ -213,8 +213,10 @@ class SegmentStage:
         from vidlake.model import load_segmenter
         from vidlake.model.prompts import with_reference_frames
         from vidlake.model.segmenter import accepts
+        from vidlake.pipeline.metrics import SegmentMetrics  # imports Ray: here, in the actor
 
         self.load_error = ""
+        self.metrics = SegmentMetrics()
         # SAM 3 only (IndexConfig checks), so passed only when set (None: SAM 3's default)
         batching = {"batch_objects": batch_objects, "batch_concepts": batch_concepts}
         options = {k: v for k, v in batching.items() if v is not None}
@@ -224,6 +226,7 @@ class SegmentStage:
             if not load_errors_as_rows:
                 raise
             self.load_error = load_failure(model, exc)
+            self.metrics.failed_load()
             return
         self.concepts = list(concepts)
         self.prompts = with_reference_frames(prompts, storage_options)
@@ -264,6 +267,7 @@ class SegmentStage:
         if self.load_error:
             return {**base, "tables": b"", "n_frames": 0, "error": self.load_error}
         if row["error"]:
+            self.metrics.failed_decode()
             return {**base, "tables": b"", "n_frames": 0, "error": row["error"]}
         frames = np.asarray(row["frames"])
         spec = row_to_spec(row)
@@ -276,9 +280,11 @@ class SegmentStage:
         except (RuntimeError, ValueError) as exc:
             # A model failure on one clip (e.g. out of GPU memory) fails its video, not the job.
             log.warning("segmenting %s clip %d failed: %s", spec.video_uri, spec.clip_index, exc)
+            self.metrics.failed_segment()
             return {**base, "tables": b"", "n_frames": 0, "error": f"segmentation failed: {exc}"}
         finally:
             base["model_s"] = time.time() - base["model_start"]
+        self.metrics.segmented(base["model_s"], len(frames))
         masklets = cap_masklets(masklets, self.max_objects)[0]
         if base["object_offset"]:  # ids after the video's existing objects (plan.VideoPlan)
             masklets = [

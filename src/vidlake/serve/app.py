@@ -41,6 +41,7 @@ from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
 from vidlake.query.engine import Query as SearchQuery
 from vidlake.query.export import rle_json
+from vidlake.serve.metrics import RequestMetrics, ServerMetrics
 from vidlake.serve.verifier import Verifier, verify_clips
 
 log = logging.getLogger(__name__)
@@ -517,6 +518,10 @@ def build_app(
     if token:
         # Added last, so it runs first: no body is read for a request without the token.
         app.add_middleware(BearerAuth, token=token, public=frozenset(STATIC_FILES))
+    # Added after the guards, so it runs before them: their 401s and 413s count too.
+    metrics = ServerMetrics()
+    metrics.track_index_version(lambda: snapshot.engine.version)
+    app.add_middleware(RequestMetrics, metrics=metrics, router=app.router)
 
     @app.exception_handler(VidlakeError)
     async def _user_error(request: Request, exc: VidlakeError) -> JSONResponse:
@@ -557,6 +562,14 @@ def build_app(
     def healthz() -> dict:
         """The server is up; the index version it answers from."""
         return {"status": "ok", "index_version": snapshot.current().version}
+
+    # Behind the token like every API route (Prometheus sends it: cluster/README.md).
+    @app.get("/metrics", response_class=Response, dependencies=[_only()])
+    def prometheus_metrics(request: Request) -> Response:
+        """Request counts and latencies per route, errors, index version, verify queue, in
+        Prometheus' text format (serve/metrics.py)."""
+        body, media = metrics.exposition(request.headers.get("accept", ""))
+        return Response(body, media_type=media)
 
     @app.get(
         "/search",
@@ -887,7 +900,7 @@ def build_app(
             unknown = sorted(set(request.clip_ids) - known)
             if unknown:
                 raise HTTPException(404, f"no clip {', '.join(unknown)} in this index")
-        with verify_lock:
+        with metrics.verifying(verify_lock):
             clip_ids = request.clip_ids
             if clip_ids is None:
                 near = engine.candidates(phrase)

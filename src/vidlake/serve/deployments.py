@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ray import serve
 from ray.serve import Application
@@ -152,6 +153,44 @@ def build_application(
         segmenter,
         config.verify_model,
     )
+
+
+# What a RayService's serveConfigV2 may set in `args` (cluster/kuberay-rayservice.yaml): the
+# fields of ServeConfig but where the proxy listens (the RayService's http_options), the access
+# log (Serve's logging_config) and the token (never in a manifest: VIDLAKE_TOKEN, a Secret).
+BUILDER_ARGS = frozenset(ServeConfig.__dataclass_fields__) - {"host", "port", "token", "access_log"}
+REQUIRE_TOKEN = "require_token"
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """The application of a RayService (KubeRay): `import_path:
+    vidlake.serve.deployments:app_builder` in serveConfigV2, ServeConfig's fields as `args`.
+
+    The token comes from the environment, VIDLAKE_TOKEN (as `vidlake serve --token`), which the
+    manifest fills from a Secret: Serve runs this builder as a task on a node of the cluster,
+    and every pod gets the variable. A RayService listens beyond its pods, so a missing token
+    is an error unless `require_token: false`. verify_device "cuda" gives each segmenter
+    replica a GPU: GPU nodes of an autoscaled group may not be up when this runs.
+    """
+    import os
+
+    unknown = sorted(set(args) - BUILDER_ARGS - {REQUIRE_TOKEN})
+    if unknown:
+        raise UsageError(
+            f"unknown vidlake serve argument(s) {', '.join(unknown)}; "
+            f"takes {', '.join(sorted(BUILDER_ARGS | {REQUIRE_TOKEN}))}"
+        )
+    if not args.get("index_uri"):
+        raise UsageError("the vidlake serve arguments need index_uri")
+    token = os.environ.get("VIDLAKE_TOKEN", "").strip() or None
+    if token is None and args.get(REQUIRE_TOKEN, True):
+        raise UsageError(
+            "VIDLAKE_TOKEN is not set where the application is built: give every pod the "
+            f"token (a Secret), or set {REQUIRE_TOKEN}: false to serve without one"
+        )
+    config = ServeConfig(**{k: v for k, v in args.items() if k != REQUIRE_TOKEN}, token=token)
+    gpus = 1 if config.verify_device.startswith("cuda") else 0
+    return build_application(config, cluster_gpus=gpus)
 
 
 def check_listen(host: str, port: int) -> None:
