@@ -1,7 +1,7 @@
 // Masks and boxes drawn in the browser: COCO RLE (as pycocotools writes it, /clips/{id}?masks=1)
-// decoded here, no server round trip per frame. Everything is drawn on a canvas whose pixels are
-// the indexed frame's (the RLE's size, the boxes' units), stretched by CSS over the image or the
-// video below it, so masks and boxes line up whatever the displayed size.
+// decoded here, no server round trip per frame. A canvas with the indexed frame's aspect lies
+// over the image or the video (CSS), and masks and boxes (pixels of the indexed frame, which
+// may be smaller than the source) are scaled to it, so they line up at any displayed size.
 "use strict";
 
 const Masks = (() => {
@@ -79,41 +79,53 @@ const Masks = (() => {
     return canvas;
   }
 
-  // Draws, on CANVAS (sized to the indexed frame), the objects [{concept, box, score, mask}]
-  // of one frame: masks (when showMasks), then boxes and labels (when showBoxes).
-  // `scale`: displayed CSS pixels per canvas pixel, so lines and labels keep a readable size.
-  function drawObjects(canvas, objects, palette, options) {
+  // Sizes CANVAS to the device pixels it is displayed on, with the indexed frame's aspect
+  // (FRAME: {width, height}), so lines and labels stay sharp over a small frame shown large.
+  function fit(canvas, frame) {
+    const ratio = window.devicePixelRatio || 1;
+    const width = Math.max(frame.width, Math.round((canvas.clientWidth || frame.width) * ratio));
+    const height = Math.round((width * frame.height) / frame.width);
+    if (canvas.width !== width) canvas.width = width;
+    if (canvas.height !== height) canvas.height = height;
+  }
+
+  // Draws on CANVAS the objects [{concept, box, score, mask}] of one frame of the indexed size
+  // FRAME ({width, height}: the masks' size, the boxes' pixels): masks when options.showMasks,
+  // then boxes and (unless options.labels is false) labels when options.showBoxes.
+  function drawObjects(canvas, frame, objects, palette, options) {
     const ctx = canvas.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    ctx.imageSmoothingEnabled = false;
+    ctx.imageSmoothingEnabled = false; // mask pixels stay square
     if (options.showMasks) {
       for (const o of objects) {
         if (o.mask) ctx.drawImage(maskCanvas(o.mask, palette.get(o.concept)), 0, 0, canvas.width, canvas.height);
       }
     }
     if (!options.showBoxes) return;
-    const scale = options.scale || 1;
-    const line = Math.max(1, 2 / scale);
-    const font = Math.max(8, Math.round(12 / scale));
+    const sx = canvas.width / frame.width;
+    const sy = canvas.height / frame.height;
+    const ratio = window.devicePixelRatio || 1;
+    const font = Math.round(12 * ratio);
     ctx.font = font + "px system-ui, sans-serif";
     ctx.textBaseline = "top";
+    ctx.lineWidth = 2 * ratio;
     for (const o of objects) {
-      const [x0, y0, x1, y1] = o.box;
+      const [x0, y0, x1, y1] = [o.box[0] * sx, o.box[1] * sy, o.box[2] * sx, o.box[3] * sy];
       const rgb = palette.get(o.concept);
       ctx.strokeStyle = css(rgb);
-      ctx.lineWidth = line;
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
       if (options.labels === false) continue;
       const text = o.concept + (o.score === null || o.score === undefined ? "" : " " + o.score.toFixed(2));
-      const w = ctx.measureText(text).width + 4;
-      const h = font + 4;
+      const w = ctx.measureText(text).width + 4 * ratio;
+      const h = font + 4 * ratio;
       const x = Math.min(Math.max(0, x0), Math.max(0, canvas.width - w));
       const y = y0 - h >= 0 ? y0 - h : Math.min(y1, canvas.height - h);
       ctx.fillStyle = css(rgb);
       ctx.fillRect(x, y, w, h);
       // Black on light colours, white on dark (ITU-R BT.601 luma), as the previews do.
       ctx.fillStyle = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 ? "#000" : "#fff";
-      ctx.fillText(text, x + 2, y + 2);
+      ctx.fillText(text, x + 2 * ratio, y + 2 * ratio);
     }
   }
 
@@ -130,5 +142,5 @@ const Masks = (() => {
     return out;
   }
 
-  return { colors, css, runLengths, maskCanvas, drawObjects, objectsAt };
+  return { colors, css, runLengths, maskCanvas, fit, drawObjects, objectsAt };
 })();
