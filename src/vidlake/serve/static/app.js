@@ -150,6 +150,13 @@ function fillForm(params) {
   if (FIELDS.some(([, name]) => params.has(name) && !TRACK_PARAMS.includes(name))) $("filters").open = true;
   if (TRACK_PARAMS.some((name) => params.has(name))) $("options").open = true;
   page.offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  const limit = parseInt(params.get("limit") || "", 10);
+  if (limit > 0 && limit <= MAX_LIMIT) {
+    if (![...$("page-size").options].some((o) => o.value === String(limit))) {
+      $("page-size").append(el("option", "", String(limit)));
+    }
+    $("page-size").value = String(limit);
+  }
 }
 
 function clearResults() {
@@ -248,6 +255,7 @@ async function search(event, offset) {
   page.offset = offset === undefined ? 0 : offset;
   const params = queryParams();
   const shown = new URLSearchParams(params);
+  if ($("page-size").value !== defaults["page-size"]) shown.set("limit", $("page-size").value);
   if (page.offset) shown.set("offset", String(page.offset));
   history.replaceState(null, "", "?" + shown);
   params.set("limit", String(pageSize()));
@@ -628,6 +636,7 @@ function useToken(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const [id] of FIELDS) defaults[id] = $(id).value;
+  defaults["page-size"] = $("page-size").value;
   $("search-form").addEventListener("submit", search);
   $("stats-button").addEventListener("click", stats);
   $("token-form").addEventListener("submit", useToken);
