@@ -457,19 +457,26 @@ def test_masks_are_drawn_on_thumbnails_and_on_the_playing_video(server):
             assert truth.sum() > 100
             drawn = _on_frame(_drawn(page, "#player", "masks"), video.width, video.height)
             assert _iou(drawn, truth) > 0.85, _iou(drawn, truth)
-            edges = _on_frame(_drawn(page, "#player", "boxes"), video.width, video.height)
+            # Boxes: an outline around the mask's pixels (screen pixels: lines are thinner than
+            # a frame pixel shown large), nothing inside.
+            edges = _drawn(page, "#player", "boxes")
+            scale = edges.shape[1] / video.width  # the frame fills the player's width
             ys, xs = np.nonzero(truth)
-            x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-            # The box's outline, within a pixel of the mask's bounds, and not its inside.
-            near = np.zeros_like(truth)
-            near[max(0, y0 - 1) : y1 + 2, max(0, x0 - 1) : x1 + 2] = True
-            near[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1] = False
+            left, right = xs.min() * scale, (xs.max() + 1) * scale
+            top, bottom = ys.min() * scale, (ys.max() + 1) * scale
+            tol = int(scale) + 2
+
+            def near(v: float) -> slice:
+                return slice(max(0, int(v) - tol), int(v) + tol + 1)
+
+            across = slice(int(left) + tol, int(right) - tol)
+            down = slice(int(top) + tol, int(bottom) - tol)
             outline = np.concatenate(
-                [edges[y0 - 1 : y0 + 2, x0:x1].any(0), edges[y1 - 1 : y1 + 2, x0:x1].any(0),
-                 edges[y0:y1, x0 - 1 : x0 + 2].any(1), edges[y0:y1, x1 - 1 : x1 + 2].any(1)]
+                [edges[near(top), across].any(0), edges[near(bottom), across].any(0),
+                 edges[down, near(left)].any(1), edges[down, near(right)].any(1)]
             )  # fmt: skip
             assert outline.mean() > 0.9, outline.mean()
-            assert not edges[y0 + 3 : y1 - 2, x0 + 3 : x1 - 2].any()
+            assert not edges[down, across].any()
 
             # Pages: the page size and offset live in the URL; next and previous move by one.
             page.goto(server.url + "?q=blue+circle&limit=3")
