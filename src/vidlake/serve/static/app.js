@@ -305,6 +305,16 @@ function showPager(n) {
 
 // ---- a hit's card: its clip's thumbnail with the masks of the phrase's objects drawn over it ----
 
+// The indexed frame's size ({width, height}: the masks' and boxes' pixels) of a /clips body:
+// the clip's, or its first mask's where an older index left the clip's out.
+function frameSize(body) {
+  if (body.clip.width && body.clip.height) return body.clip;
+  for (const m of body.masklets) {
+    for (const f of m.frames) if (f.mask) return { width: f.mask.size[1], height: f.mask.size[0] };
+  }
+  return null;
+}
+
 async function clipBody(clipId) {
   if (!clipCache.has(clipId)) {
     clipCache.set(clipId, api(clipPath(clipId) + "?masks=1").then((r) => r.json()));
@@ -337,8 +347,10 @@ function card(hit, concepts) {
       item.drawMasks = () => {
         const objects = Masks.objectsAt(body.masklets, Math.floor(body.clip.n_frames / 2), wanted);
         const palette = Masks.colors(body.masklets.map((m) => m.concept));
-        Masks.fit(canvas, body.clip);
-        Masks.drawObjects(canvas, body.clip, objects, palette, { ...overlayOptions(), labels: false });
+        const frame = frameSize(body);
+        if (!frame) return;
+        Masks.fit(canvas, frame);
+        Masks.drawObjects(canvas, frame, objects, palette, { ...overlayOptions(), labels: false });
         canvas.dataset.objects = String(objects.length);
       };
       item.drawMasks();
@@ -542,8 +554,10 @@ function drawPlayer() {
   player.frame = k;
   const canvas = $("overlay");
   const objects = k < 0 ? [] : Masks.objectsAt(player.clip.masklets, k);
-  Masks.fit(canvas, clip);
-  Masks.drawObjects(canvas, clip, objects, player.palette, overlayOptions());
+  const frame = frameSize(player.clip);
+  if (!frame) return;
+  Masks.fit(canvas, frame);
+  Masks.drawObjects(canvas, frame, objects, player.palette, overlayOptions());
   canvas.dataset.frame = String(k);
   canvas.dataset.objects = String(objects.length);
 }
