@@ -46,6 +46,7 @@ from vidlake.query.engine import Query as SearchQuery
 from vidlake.query.export import rle_json
 from vidlake.serve.media import SourceFile, SourceSigner
 from vidlake.serve.verifier import Verifier, verify_clips
+from vidlake.store.schema import STATUS_INDEXED
 
 log = logging.getLogger(__name__)
 
@@ -915,10 +916,11 @@ def build_app(
         if _video_id(video_id) in engine.committed_video_ids():
             rows = engine.dataset("videos").to_table(
                 columns=["video_id", "uri", "duration_s", "fps", "width", "height"],
-                filter=f"video_id = '{video_id}'",  # 16 hex digits: safe in the filter
+                # 16 hex digits: safe in the filter
+                filter=f"video_id = '{video_id}' AND status = '{STATUS_INDEXED}'",
             )
             if rows.num_rows:
-                return rows.to_pylist()[-1]
+                return rows.to_pylist()[0]
         raise HTTPException(404, f"no video {video_id} in this index")
 
     @app.get("/videos/{video_id}", response_model=VideoOut, dependencies=[_only()])
