@@ -398,7 +398,8 @@ def test_verify_of_unknown_clips_is_a_404_and_records_nothing(writable_index):
 
 def test_page_files_are_package_data():
     static = resources.files("vidlake.serve").joinpath("static")
-    assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css", "favicon.svg"}
+    names = {p.name for p in static.iterdir()}
+    assert names >= {"index.html", "app.js", "masks.js", "app.css", "favicon.svg"}
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,14 @@
 
 - Read-only index: no route deletes or rewrites rows. POST /verify only appends the verified
   hits of a phrase (the design's query-time verification) and is off without a verifier.
-- No request input ever becomes a file path: clip ids must be 16 lowercase hex digits (as
-  records.stable_id makes them) before any lookup, the page's three files are a fixed table,
-  and previews decode the source URI the index recorded, not one from the request.
+- No request input ever becomes a file path: clip and video ids must be 16 lowercase hex
+  digits (as records.stable_id makes them) before any lookup, the page's files are a fixed
+  table, and previews and /videos/{id}/source read the URI the index recorded for a committed
+  video, not one from the request.
 - With a token every request but the page itself (static HTML/JS/CSS, no index data in it)
-  needs `Authorization: Bearer <token>`; the page asks for the token and sends it.
+  needs `Authorization: Bearer <token>`; the page asks for the token and sends it. A
+  <video> cannot send it: /videos/{id} gives a signed, expiring URL of that one video's bytes
+  (serve/media.py), admitted in its place.
 - Bounded requests: bodies over MAX_BODY_BYTES get 413, `limit` over MAX_LIMIT and phrases
   over MAX_PHRASE_CHARS get 422, unknown query parameters 400, at most PREVIEW_CONCURRENCY
   previews decode at once. Bad input is a 4xx with a JSON body {"detail": ...}.
@@ -41,13 +44,16 @@ from vidlake.errors import UsageError, VidlakeError
 from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
 from vidlake.query.engine import Query as SearchQuery
 from vidlake.query.export import rle_json
+from vidlake.serve.media import SourceFile, SourceSigner
 from vidlake.serve.metrics import RequestMetrics, ServerMetrics
 from vidlake.serve.verifier import Verifier, verify_clips
+from vidlake.store.schema import STATUS_INDEXED
 
 log = logging.getLogger(__name__)
 
 CLIP_ID = re.compile(r"[0-9a-f]{16}")
 MAX_LIMIT = 1000
+MAX_OFFSET = 10_000  # how deep /search pages: each page computes the hits before it too
 DEFAULT_LIMIT = 50
 MAX_PHRASE_CHARS = 200
 MAX_WITH = 8
@@ -70,12 +76,14 @@ HTTP_NAMES = {
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/masks.js": ("masks.js", "text/javascript; charset=utf-8"),
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
     "/static/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
 )
 
 
@@ -185,6 +193,9 @@ class SearchResponse(BaseModel):
     )
     hits: list[Hit | TrackHit | SequenceHit | FrameHit]
     candidates: list[CandidateConcept]
+    next_offset: int | None = Field(
+        description="The `offset` of the next page; null when this page is the last."
+    )
 
 
 class ConceptCount(BaseModel):
@@ -237,6 +248,24 @@ class ClipOut(BaseModel):
     n_frames: int
     width: int | None
     height: int | None
+    frame_times_s: list[float] = Field(
+        description="Time (s) of each sampled frame: what a FrameBox's `frame` indexes."
+    )
+
+
+class VideoOut(BaseModel):
+    video_id: str
+    video_uri: str
+    video_name: str
+    duration_s: float | None
+    fps: float | None
+    width: int | None = Field(description="Of the source video (clips' may be smaller).")
+    height: int | None
+    source_url: str = Field(
+        description="Where its bytes are served (Range requests); signed when the server "
+        "has a token, so that a <video> element needs no header."
+    )
+    source_expires: int | None = Field(description="Unix time the signed URL stops working.")
 
 
 class ClipResponse(BaseModel):
@@ -345,14 +374,28 @@ class BearerAuth:
     The scheme is case-insensitive (RFC 7235: `bearer TOKEN` is the same); the token is not.
     """
 
-    def __init__(self, app: ASGIApp, token: str, public: frozenset[str]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        public: frozenset[str],
+        signer: SourceSigner | None = None,
+    ):
         self.app = app
         self.expected = token.encode()
         self.public = public
+        self.signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
-            scope["method"] in ("GET", "HEAD") and scope["path"] in self.public
+            scope["method"] in ("GET", "HEAD")
+            and (
+                scope["path"] in self.public
+                or (
+                    self.signer is not None
+                    and self.signer.admits(scope["path"], scope.get("query_string", b""))
+                )
+            )
         ):
             await self.app(scope, receive, send)
             return
@@ -437,6 +480,12 @@ def _clip_id(clip_id: str) -> str:
     return clip_id
 
 
+def _video_id(video_id: str) -> str:
+    if not CLIP_ID.fullmatch(video_id):
+        raise HTTPException(400, "a video id is 16 lowercase hexadecimal digits")
+    return video_id
+
+
 def _number(value: Any) -> Any:
     """VALUE as JSON can hold it: non-finite floats become null, floats get 4 decimals."""
     if isinstance(value, float):
@@ -505,6 +554,7 @@ def build_app(
     verify_lock = threading.Lock()
     previews = threading.BoundedSemaphore(PREVIEW_CONCURRENCY)
     static = {path: (_static_file(name), media) for path, (name, media) in STATIC_FILES.items()}
+    signer = SourceSigner(token) if token else None
 
     app = FastAPI(
         title="vidlake",
@@ -517,7 +567,7 @@ def build_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if token:
         # Added last, so it runs first: no body is read for a request without the token.
-        app.add_middleware(BearerAuth, token=token, public=frozenset(STATIC_FILES))
+        app.add_middleware(BearerAuth, token=token, public=frozenset(STATIC_FILES), signer=signer)
     # Added after the guards, so it runs before them: their 401s and 413s count too.
     metrics = ServerMetrics()
     metrics.track_index_version(lambda: snapshot.engine.version)
@@ -587,6 +637,7 @@ def build_app(
                 "min_count",
                 "order",
                 "limit",
+                "offset",
                 "then",
                 "within",
                 "min_duration",
@@ -620,6 +671,9 @@ def build_app(
         min_count: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1,
         order: Annotated[Literal["score", "time"], Query()] = "score",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_OFFSET, description="Hits to skip: the page's first.")
+        ] = 0,
         then: Annotated[
             list[str] | None,
             Query(
@@ -659,11 +713,12 @@ def build_app(
             raise HTTPException(422, f"video is over {MAX_PHRASE_CHARS} characters")
         between = _between(start_s, end_s)
         # A UsageError of Query's (or of an unknown `with` phrase) is a 400 naming these.
+        # One hit past the page says whether another page follows.
         query = SearchQuery(
             phrase=phrase,
             min_score=min_score,
             min_presence=min_presence,
-            limit=limit,
+            limit=offset + limit + 1,
             videos=tuple(video or ()),
             between=between,
             min_count=min_count,
@@ -691,17 +746,17 @@ def build_app(
             body["index_version"] = engine.version
         engine.check_with_concepts(query)
         if query.kind != "clips":  # tracks of an indexed phrase: no candidates
-            return JSONResponse({**body, "hits": _hit_rows(engine.run(query), "hit")})
-        if engine.is_indexed(phrase):
-            hits = engine.run(query)
+            hits, match = engine.run(query), "hit"
+        elif engine.is_indexed(phrase):
+            hits, match = engine.run(query), "hit"
             body["verified_on"] = engine.verified().get(phrase)
-            body["hits"] = _hit_rows(hits, "hit")
         else:
             near = engine.candidates(phrase)
-            clips = engine.candidate_clips(near, query=query)
+            hits, match = engine.candidate_clips(near, query=query), "candidate"
             body["indexed"] = False
             body["candidates"] = [asdict(c) for c in near]
-            body["hits"] = _hit_rows(clips, "candidate")
+        body["hits"] = _hit_rows(hits.slice(offset, limit), match)
+        body["next_offset"] = offset + limit if hits.num_rows > offset + limit else None
         return JSONResponse(body)
 
     @app.get(
@@ -868,6 +923,61 @@ def build_app(
             media_type="image/gif",
             headers={"Cache-Control": "private, max-age=300"},
         )
+
+    def video_row(engine: ConceptIndex, video_id: str) -> dict:
+        """The committed video's row: only such a video's URI is ever read."""
+        if _video_id(video_id) in engine.committed_video_ids():
+            rows = engine.dataset("videos").to_table(
+                columns=["video_id", "uri", "duration_s", "fps", "width", "height"],
+                # 16 hex digits: safe in the filter
+                filter=f"video_id = '{video_id}' AND status = '{STATUS_INDEXED}'",
+            )
+            if rows.num_rows:
+                return rows.to_pylist()[0]
+        raise HTTPException(404, f"no video {video_id} in this index")
+
+    @app.get("/videos/{video_id}", response_model=VideoOut, dependencies=[_only()])
+    def video(video_id: str) -> JSONResponse:
+        """An indexed video: where it is, its size and length, and the URL of its bytes."""
+        row = video_row(snapshot.current(), video_id)
+        url, expires = f"/videos/{video_id}/source", None
+        if signer is not None:
+            url, expires = signer.url(video_id)
+        body = {
+            "video_id": video_id,
+            "video_uri": row["uri"],
+            "video_name": _video_name(row["uri"]),
+            **{k: _number(row[k]) for k in ("duration_s", "fps", "width", "height")},
+            "source_url": url,
+            "source_expires": expires,
+        }
+        return JSONResponse(body)
+
+    @app.api_route(
+        "/videos/{video_id}/source",
+        methods=["GET", "HEAD"],
+        response_class=Response,
+        responses={
+            200: {"content": {"video/mp4": {}}},
+            206: {"description": "The byte range asked for (Range: bytes=first-last)."},
+            404: {"description": "Not an indexed video, or its file is no longer at its URI."},
+            416: {"description": "A Range past the end of the file."},
+        },
+        dependencies=[_only("exp", "sig")],
+    )
+    def source(video_id: str, request: Request) -> Response:
+        """The video's bytes, read from its URI as indexed, with HTTP Range requests (206)."""
+        engine = snapshot.current()
+        uri = video_row(engine, video_id)["uri"]
+        try:
+            # The index's options, as previews read videos with (fsspec names resolved there).
+            media = SourceFile.open(uri, engine.store.storage_options)
+        except FileNotFoundError:
+            raise HTTPException(404, f"video {video_id} no longer exists at {uri}") from None
+        except OSError as exc:
+            log.warning("cannot read %s: %s", uri, exc)
+            raise HTTPException(502, f"cannot read video {video_id} at {uri}: {exc}") from None
+        return media.response(request.headers.get("range"), head=request.method == "HEAD")
 
     @app.post("/verify", response_model=VerifyResponse, dependencies=[_only()])
     def verify(request: VerifyRequest) -> JSONResponse:
