@@ -449,3 +449,13 @@ def test_a_with_phrase_nobody_indexed_is_a_400_naming_with(client):
         assert r.status_code == 400, r.text
         detail = r.json()["detail"]
         assert detail.startswith("with 'purple thing' is not an indexed concept (nearest: "), detail
+
+
+def test_a_phrase_not_indexed_says_how_to_index_it_and_hits_name_their_models(client, served_index):
+    body = client.get("/search", params={"q": "green triangle"}).json()
+    assert not body["indexed"] and body["add_command"].startswith("vidlake index ")
+    assert "green triangle" in body["add_command"]
+    indexed = client.get("/search", params={"q": "red square"}).json()
+    assert indexed["add_command"] is None
+    # One model indexed every video: one entry, counting the page's hits.
+    assert list(indexed["models"].values()) == [len(indexed["hits"])]

@@ -125,7 +125,7 @@ def _not_indexed(engine, concept: str, candidates) -> str:
 def _far_from_every_concept(engine, concept: str) -> str:
     """What a phrase with no indexed concept near it gets: the nearest (under the floor) and
     the `vidlake index` command that adds it to the index."""
-    from vidlake.jobs.cli_index import add_concept_command
+    from vidlake.query.commands import add_concept_command
     from vidlake.query.text import CANDIDATE_MIN_SIMILARITY
 
     nearest = engine.candidates(concept, n=1)

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vidlake import __version__
 from vidlake.checks import in_order
 from vidlake.errors import UsageError, VidlakeError
+from vidlake.query.commands import add_concept_command
 from vidlake.query.engine import ConceptIndex, normalize_phrase, resolve_versions
 from vidlake.query.engine import Query as SearchQuery
 from vidlake.query.export import rle_json
@@ -192,7 +193,17 @@ class SearchResponse(BaseModel):
         description="Clips checked, when the phrase was verified at query time only."
     )
     hits: list[Hit | TrackHit | SequenceHit | FrameHit]
-    candidates: list[CandidateConcept]
+    candidates: list[CandidateConcept] = Field(
+        description="For a phrase not indexed: its nearest indexed concepts, whose clips are "
+        "the hits (unlike `vidlake query`, no similarity floor yet: read `similarity`)."
+    )
+    add_command: str | None = Field(
+        description="For a phrase not indexed: the `vidlake index` command that adds it."
+    )
+    models: dict[str, int] = Field(
+        description="model -> hits of this page from videos indexed with it; more than one "
+        "while a change of --model is partial (scores are then not on one scale)."
+    )
     next_offset: int | None = Field(
         description="The `offset` of the next page; null when this page is the last."
     )
@@ -739,6 +750,7 @@ def build_app(
             "indexed": True,
             "verified_on": None,
             "candidates": [],
+            "add_command": None,
         }
         known = (phrase, *others, *followers)
         if not all(map(engine.is_indexed, known)) and snapshot.refresh_s > 0:
@@ -755,7 +767,10 @@ def build_app(
             hits, match = engine.candidate_clips(near, query=query), "candidate"
             body["indexed"] = False
             body["candidates"] = [asdict(c) for c in near]
-        body["hits"] = _hit_rows(hits.slice(offset, limit), match)
+            body["add_command"] = add_concept_command(engine.store, phrase)
+        page = hits.slice(offset, limit)
+        body["models"] = engine.hit_models(page) if "video_id" in page.column_names else {}
+        body["hits"] = _hit_rows(page, match)
         body["next_offset"] = offset + limit if hits.num_rows > offset + limit else None
         return JSONResponse(body)
 
