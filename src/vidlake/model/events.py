@@ -50,10 +50,12 @@ def count_events(model: Any) -> Iterator[Counter]:
         counts["sprinkles_removed"] += int(((mask > 0) & (out <= 0)).sum())
         return out
 
-    associate = type(model)._associate_det_trk
-    hotstart = type(model)._process_hotstart
-    recondition = type(model)._prepare_recondition_masks
-    suppress = type(model)._suppress_overlapping_based_on_recent_occlusion
+    # What the instance runs now (its own overrides, e.g. meta_parity's association, if any),
+    # bound, so counting never changes what runs.
+    associate = model._associate_det_trk
+    hotstart = model._process_hotstart
+    recondition = model._prepare_recondition_masks
+    suppress = model._suppress_overlapping_based_on_recent_occlusion
 
     def counting_detection(self, *args, **kwargs):
         out = detect(*args, **kwargs)
@@ -64,24 +66,24 @@ def count_events(model: Any) -> Iterator[Counter]:
         return out
 
     def counting_associate(self, *args, **kwargs):
-        out = associate(self, *args, **kwargs)
+        out = associate(*args, **kwargs)
         counts["new_objects"] += len(out[0])
         return out
 
     def counting_hotstart(self, *args, **kwargs):
-        removed, metadata = hotstart(self, *args, **kwargs)
+        removed, metadata = hotstart(*args, **kwargs)
         counts["hotstart_removed"] += len(removed)
         return removed, metadata
 
     def counting_recondition(self, *args, **kwargs):
-        masks, ids = recondition(self, *args, **kwargs)
+        masks, ids = recondition(*args, **kwargs)
         counts["reconditioned"] += len(ids)
         return masks, ids
 
     def counting_suppress(self, *args, **kwargs):
         masks = kwargs["tracker_low_res_masks_global"]
         before = (masks > 0).flatten(1).any(dim=1).clone()
-        out = suppress(self, *args, **kwargs)
+        out = suppress(*args, **kwargs)
         after = (out > 0).flatten(1).any(dim=1)
         counts["occlusion_suppressed"] += int((before & ~after).sum())
         return out

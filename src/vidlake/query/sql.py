@@ -34,9 +34,19 @@ def connect(engine: ConceptIndex):
         source = TABLES[name].empty_table() if ds is None else ds
         con.register(f"_lance_{name}", source)
         if name in VIDEO_ROW_TABLES:
+            # Committed rows: of indexed videos, less a concept still pending on its video
+            # (being added or pruned; an index from before that column has none pending).
+            pending = ""
+            videos = engine.dataset("videos")
+            has_pending = videos is not None and "pending_concepts" in videos.schema.names
+            if has_pending and "concept" in TABLES[name].names:
+                pending = (
+                    " AND NOT list_contains(coalesce(v.pending_concepts, []::VARCHAR[]), t.concept)"
+                )
             con.execute(
-                f"CREATE VIEW {name} AS SELECT * FROM _lance_{name} WHERE video_id IN "
-                f"(SELECT video_id FROM _lance_videos WHERE status = '{STATUS_INDEXED}')"
+                f"CREATE VIEW {name} AS SELECT * FROM _lance_{name} t WHERE EXISTS (SELECT 1 "
+                f"FROM _lance_videos v WHERE v.video_id = t.video_id AND v.status = "
+                f"'{STATUS_INDEXED}'{pending})"
             )
         else:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _lance_{name}")

@@ -141,7 +141,7 @@ def read_tracks(
         extra += ["centres_x", "centres_y"]
     wanted = list(dict.fromkeys([*columns, *extra]))
     table = ds.to_table(columns=wanted, filter=_where(query, concept, main))
-    table = engine.only_committed(table)
+    table = engine.only_committed(table, concept=concept)
     if query.videos and table.num_rows:
         from vidlake.query.engine import _glob_mask
 
@@ -216,6 +216,12 @@ def _step(engine: ConceptIndex, query: Query, concept: str, main: bool) -> pa.Ta
     )
     if main and query.region is not None and table.num_rows:
         table = table.filter(_in_region(table, query.region))
+    # Not on a video where CONCEPT is still being added or pruned (its rows not committed).
+    pending = [v for v, concepts in engine.pending_concepts().items() if concept in concepts]
+    if pending and table.num_rows:
+        table = table.filter(
+            pc.invert(pc.is_in(table.column("video_id"), value_set=pa.array(pending, pa.string())))
+        )
     return table.select([*SEQUENCE_COLUMNS, "_rowid"])
 
 
