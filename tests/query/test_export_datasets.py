@@ -370,7 +370,8 @@ def test_mots_overlaps_go_to_the_higher_score_and_ids_skip_the_ignore_class():
         {"concept": "cat", "frame_idx": [0, 1], "scores": [0.6, 0.9], "masks": [_rle(a)] * 2},
         {"concept": "cat", "frame_idx": [0, 1], "scores": [0.8, 0.7], "masks": [_rle(b)] * 2},
     ]
-    lines = _lines({"clip_id": "c"}, masklets, {"cat": 2})
+    lines, left_out = _lines({"clip_id": "c"}, masklets, {"cat": 2})
+    assert left_out == 0
     got = {}
     for line in lines:
         frame, object_id, class_id, h, w, counts = line.split(" ")
@@ -380,12 +381,11 @@ def test_mots_overlaps_go_to_the_higher_score_and_ids_skip_the_ignore_class():
     assert sorted(got) == [(1, 2001), (1, 2002), (2, 2001), (2, 2002)]
     assert np.array_equal(got[1, 2002], b) and np.array_equal(got[1, 2001], a & ~b)
     assert np.array_equal(got[2, 2001], a) and np.array_equal(got[2, 2002], b & ~a)
-    # Fully covered by a higher score: no line (MOTS has no empty masks).
+    # Fully covered by a higher score: no line (MOTS has no empty masks), but counted.
     covered = [dict(masklets[0], scores=[0.9, 0.9]), dict(masklets[1], masks=[_rle(a & b)] * 2)]
-    assert [line.split(" ")[1] for line in _lines({"clip_id": "c"}, covered, {"cat": 2})] == [
-        "2001",
-        "2001",
-    ]
+    lines, left_out = _lines({"clip_id": "c"}, covered, {"cat": 2})
+    assert [line.split(" ")[1] for line in lines] == ["2001", "2001"]
+    assert left_out == 2
     names = [f"c{i:02d}" for i in range(12)]
     assert list(mots_class_ids(names).values()) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]
 

@@ -18,15 +18,18 @@ line there.
 
 from __future__ import annotations
 
+import logging
 from itertools import count
 from pathlib import Path
 
 import numpy as np
 
-from vidlake.errors import VidlakeError
+from vidlake.errors import VidlakeError, counted
 from vidlake.query.engine import ConceptIndex
 from vidlake.query.export import ExportRows, sequence_name
 from vidlake.query.export_frames import clip_frames, save_frames, write_frames_csv
+
+logger = logging.getLogger(__name__)
 
 IGNORE_CLASS = 10  # MOTS's class id of ignore regions
 MAX_INSTANCES = 999  # ids are class_id * 1000 + instance
@@ -39,8 +42,9 @@ def mots_class_ids(concepts: list[str]) -> dict[str, int]:
     return {c: next(ids) for c in concepts}
 
 
-def _lines(clip: dict, masklets: list[dict], class_ids: dict[str, int]) -> list[str]:
-    """gt.txt lines of one clip, by frame and id, with overlaps given to the higher score."""
+def _lines(clip: dict, masklets: list[dict], class_ids: dict[str, int]) -> tuple[list[str], int]:
+    """gt.txt lines of one clip, by frame and id, with overlaps given to the higher score; and
+    how many object-frames were left out, their whole mask under higher-scoring objects."""
     from pycocotools import mask as mask_utils
 
     instances: dict[str, int] = {}
@@ -56,7 +60,7 @@ def _lines(clip: dict, masklets: list[dict], class_ids: dict[str, int]) -> list[
         object_id = class_id * 1000 + instance
         for fi, score, rle in zip(m["frame_idx"], m["scores"], m["masks"], strict=True):
             per_frame.setdefault(fi, []).append((float(score), object_id, rle))
-    lines = []
+    lines, covered = [], 0
     for fi in sorted(per_frame):
         taken = None
         owned: list[tuple[int, str, tuple[int, int]]] = []
@@ -64,15 +68,17 @@ def _lines(clip: dict, masklets: list[dict], class_ids: dict[str, int]) -> list[
             mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"]})
             if taken is None:
                 taken = np.zeros_like(mask)
+            visible = bool(mask.any())
             mask = mask & (1 - taken)
             if not mask.any():
+                covered += visible  # an object not in view has no line anyway
                 continue
             taken |= mask
             encoded = mask_utils.encode(np.asfortranarray(mask))
             owned.append((object_id, encoded["counts"].decode("ascii"), tuple(encoded["size"])))
         for object_id, counts, (h, w) in sorted(owned):
             lines.append(f"{fi + 1} {object_id} {object_id // 1000} {h} {w} {counts}")
-    return lines
+    return lines, covered
 
 
 def _seqinfo(clip: dict, name: str) -> str:
@@ -95,7 +101,7 @@ def write_mots(index: ConceptIndex, rows: ExportRows, folder: Path) -> int:
     class_ids = mots_class_ids(list(rows.categories))
     (folder / "seqmaps").mkdir(parents=True, exist_ok=True)
     (folder / "classes.txt").write_text("".join(f"{i} {c}\n" for c, i in class_ids.items()))
-    names, written = [], 0
+    names, written, covered = [], 0, 0
     for clip_id in rows.clip_ids:
         clip = rows.clips[clip_id]
         name = sequence_name(clip)
@@ -103,7 +109,8 @@ def write_mots(index: ConceptIndex, rows: ExportRows, folder: Path) -> int:
         seq = folder / name
         (seq / "gt").mkdir(parents=True, exist_ok=True)
         masklets = rows.masklets_of(clip_id)
-        lines = _lines(clip, masklets, class_ids)
+        lines, left_out = _lines(clip, masklets, class_ids)
+        covered += left_out
         (seq / "gt" / "gt.txt").write_text("".join(line + "\n" for line in lines))
         written += len(lines)
         (seq / "seqinfo.ini").write_text(_seqinfo(clip, name))
@@ -111,4 +118,11 @@ def write_mots(index: ConceptIndex, rows: ExportRows, folder: Path) -> int:
         save_frames(clip_frames(index, clip), paths)
         write_frames_csv(seq / "frames.csv", clip, first=1)
     (folder / "seqmaps" / f"{SEQMAP}.txt").write_text("name\n" + "".join(n + "\n" for n in names))
+    if covered:
+        # MOTS gives each pixel to one object: say what that costs, never drop it silently.
+        logger.warning(
+            "%s left out of the MOTS dataset: each mask wholly under higher-scoring objects "
+            "(MOTS allows one object per pixel)",
+            counted(covered, "object-frame"),
+        )
     return written
