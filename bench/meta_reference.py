@@ -616,7 +616,7 @@ def run_fidelity(
     Meta: one session per prompt (its predictor takes one text prompt), Meta's settings.
     vidlake: `Sam3Segmenter.segment` with every prompt in one session, NMS and hole filling
     by vidlake's own (`vidlake.model.quality`, equal to Meta's CPU algorithms: tested), with
-    (PARITY, vidlake's default) or without `meta_parity`.
+    or without (PARITY) `meta_parity`.
     """
     import time
     from pathlib import Path

@@ -101,18 +101,15 @@ def test_masklets_equal_transformers_path_with_metas_postprocessing(
     decided, tiny_sam3_dir, decision_clip, meta_postprocessing, one_thread
 ):
     """The same objects, frames and masks as Sam3VideoModel driven the documented way, with
-    Meta's own NMS and connected components where transformers calls its hub kernel, and
-    `meta_parity`'s fixes (vidlake's default; tests/model/test_meta_reference.py compares
-    them with Meta's own package): what vidlake adds around the model (prompts, clips, the
-    per-frame drain, RLE encoding, forgetting old frames) changes nothing."""
+    Meta's own NMS and connected components where transformers calls its hub kernel: what
+    vidlake adds around the model (prompts, clips, the per-frame drain, RLE encoding,
+    forgetting old frames) changes nothing."""
     from transformers import Sam3VideoModel, Sam3VideoProcessor
 
-    from vidlake.model.meta_parity import enable_meta_parity
     from vidlake.operators.encode import encode_rles
 
     masklets, _ = decided
     model = Sam3VideoModel.from_pretrained(tiny_sam3_dir).eval()
-    enable_meta_parity(model)
     processor = Sam3VideoProcessor.from_pretrained(tiny_sam3_dir)
     expected: dict[int, dict] = {}
     with meta_postprocessing(), torch.inference_mode():

@@ -108,8 +108,9 @@ class Sam3Segmenter:
 
     meta_parity: where transformers' port of SAM 3 departs from Meta's predictor, do what
     Meta's does (`vidlake.model.meta_parity`: the geometry encoder's token on text prompts,
-    the mask a new object starts from, new objects of a prompt with nothing tracked). On by
-    default; off only to compare with transformers' port as it is (tests, bench). Measured
+    the mask a new object starts from, new objects of a prompt with nothing tracked). Off by
+    default for now: on, it is not yet exact with every weight (bench/RESULTS.md), and the
+    tests comparing vidlake with transformers' documented path still assume it off. Measured
     against Meta's own `sam3` package in bench/RESULTS.md ("Fidelity to Meta's SAM 3").
 
     On CUDA masks are run-length encoded on the GPU (`encode_rles_tensor`; `device_rle`), so
@@ -132,7 +133,7 @@ class Sam3Segmenter:
         storage_options: dict | None = None,
         batch_objects: bool | None = None,
         batch_concepts: bool | None = None,
-        meta_parity: bool = True,
+        meta_parity: bool = False,
     ) -> None:
         import torch
         from transformers import Sam3VideoModel, Sam3VideoProcessor
